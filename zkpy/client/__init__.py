@@ -1,0 +1,1 @@
+"""asyncio ZooKeeper client and the zkpy-cli shell."""

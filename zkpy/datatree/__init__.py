@@ -1,0 +1,1 @@
+"""The znode tree, paths, ACLs and watches (no I/O)."""

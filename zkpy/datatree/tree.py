@@ -1,0 +1,322 @@
+"""The in-memory znode tree and the apply step of the write pipeline.
+
+`DataTree.apply(header, txn)` is the only way a write changes the tree.  It returns the
+result for the client and the watch events to deliver; it never raises for a replayed
+txn that no longer fits (recovery replays from a fuzzy snapshot, so creates of existing
+nodes and deletes of missing ones are tolerated as Apache ZooKeeper does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import NamedTuple
+
+from zkpy.datatree.paths import split_path
+from zkpy.datatree.watches import WatchManager
+from zkpy.jute.constants import (
+    CONTAINER_EPHEMERAL_OWNER,
+    Err,
+    EventType,
+    OpCode,
+)
+from zkpy.jute.records import ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE, STAT
+from zkpy.jute.txns import (
+    CheckVersionTxn,
+    CloseSessionTxn,
+    CreateSessionTxn,
+    CreateTxn,
+    DeleteTxn,
+    ErrorTxn,
+    MultiTxn,
+    SetACLTxn,
+    SetDataTxn,
+    Txn,
+    TxnHeader,
+)
+
+TTL_MARKER = 0xFF  # top byte of a TTL node's stored ephemeralOwner
+
+
+def ttl_owner(ttl: int) -> int:
+    """Stored ephemeralOwner of a TTL node (signed long)."""
+    return ((TTL_MARKER << 56) | ttl) - (1 << 64)
+
+
+def owner_ttl(owner: int) -> int | None:
+    """The TTL encoded in a stored ephemeralOwner, or None if not a TTL node."""
+    u = owner & 0xFFFFFFFFFFFFFFFF
+    if owner != CONTAINER_EPHEMERAL_OWNER and (u >> 56) == TTL_MARKER:
+        return u & 0x00FFFFFFFFFFFFFF
+    return None
+
+
+class Znode:
+    """One znode: data, ACL, stored stat fields and child names."""
+
+    __slots__ = (
+        "data", "acl", "czxid", "mzxid", "ctime", "mtime", "version",
+        "cversion", "aversion", "owner", "pzxid", "children",
+    )
+
+    def __init__(
+        self, data: bytes | None, acl: tuple[ACL, ...], zxid: int, time: int, owner: int = 0
+    ) -> None:
+        self.data = data
+        self.acl = acl
+        self.czxid = self.mzxid = self.pzxid = zxid
+        self.ctime = self.mtime = time
+        self.version = self.cversion = self.aversion = 0
+        self.owner = owner
+        self.children: set[str] = set()
+
+    @property
+    def reported_owner(self) -> int:
+        o = self.owner
+        if o == 0 or o == CONTAINER_EPHEMERAL_OWNER or owner_ttl(o) is not None:
+            return 0
+        return o
+
+    def stat_tuple(self) -> tuple[int, ...]:
+        n = len(self.children)
+        d = self.data
+        return (
+            self.czxid, self.mzxid, self.ctime, self.mtime, self.version,
+            self.cversion * 2 - n, self.aversion, self.reported_owner,
+            0 if d is None else len(d), n, self.pzxid,
+        )
+
+    def stat_bytes(self) -> bytes:
+        return STAT.pack(*self.stat_tuple())
+
+
+class Event(NamedTuple):
+    type: int
+    path: str
+    watchers: set[Hashable]
+
+
+class ApplyResult(NamedTuple):
+    """What one applied txn means for the client that sent it."""
+
+    err: int
+    path: str | None = None  # created path
+    stat: bytes | None = None  # Stat of the affected node after the change
+    subs: list[ApplyResult] | None = None  # per-op results of a multi
+    op: int = 0  # sub-op type inside a multi
+
+
+def _u32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+class DataTree:
+    """All znodes, the ephemerals of each session, containers, TTL nodes and watches."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Znode] = {}
+        self.ephemerals: dict[int, set[str]] = {}
+        self.containers: set[str] = set()
+        self.ttls: set[str] = set()
+        self.watches = WatchManager()
+        self.last_processed_zxid = 0
+        self.sessions: dict[int, int] = {}  # session id -> timeout, as logged
+        root = Znode(b"", OPEN_ACL_UNSAFE, 0, 0)
+        self.nodes["/"] = root
+        for path, acl in (
+            ("/zookeeper", OPEN_ACL_UNSAFE),
+            ("/zookeeper/quota", OPEN_ACL_UNSAFE),
+            ("/zookeeper/config", READ_ACL_UNSAFE),
+        ):
+            self._add_system_node(path, acl)
+        self.nodes["/zookeeper/config"].aversion = -1
+
+    def _add_system_node(self, path: str, acl: tuple[ACL, ...]) -> None:
+        parent, name = split_path(path)
+        self.nodes[path] = Znode(b"", acl, 0, 0)
+        self.nodes[parent].children.add(name)
+
+    # ---- reads --------------------------------------------------------------------
+    def get(self, path: str) -> Znode | None:
+        return self.nodes.get(path)
+
+    def node_count(self) -> int:
+        """Count as Apache ZooKeeper reports it (the root is counted twice, as "" and "/")."""
+        return len(self.nodes) + 1
+
+    def approximate_data_size(self) -> int:
+        return sum(len(p) + (len(n.data) if n.data else 0) for p, n in self.nodes.items())
+
+    def count_descendants(self, path: str) -> int:
+        node = self.nodes[path]
+        total = 0
+        stack = [(path, node)]
+        while stack:
+            p, n = stack.pop()
+            base = "" if p == "/" else p
+            for c in n.children:
+                child = self.nodes.get(f"{base}/{c}")
+                if child is not None:
+                    total += 1
+                    stack.append((f"{base}/{c}", child))
+        return total
+
+    # ---- apply ----------------------------------------------------------------------
+    def apply(self, hdr: TxnHeader, txn: Txn) -> tuple[ApplyResult, list[Event]]:
+        """Apply one committed txn; return the client's result and the watch events."""
+        events: list[Event] = []
+        res = self._apply(hdr.type, txn, hdr, events)
+        if hdr.zxid > self.last_processed_zxid:
+            self.last_processed_zxid = hdr.zxid
+        return res, events
+
+    def _apply(self, type_: int, txn: Txn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
+        if isinstance(txn, CreateTxn):
+            return self._create(txn, hdr, events)
+        if isinstance(txn, DeleteTxn):
+            return self._delete(txn.path, hdr.zxid, events)
+        if isinstance(txn, SetDataTxn):
+            return self._set_data(txn, hdr, events)
+        if isinstance(txn, SetACLTxn):
+            node = self.nodes.get(txn.path)
+            if node is None:
+                return ApplyResult(Err.NONODE)
+            node.acl = tuple(txn.acl)
+            node.aversion = txn.version
+            return ApplyResult(0, stat=node.stat_bytes())
+        if isinstance(txn, CheckVersionTxn):
+            node = self.nodes.get(txn.path)
+            return ApplyResult(0 if node else Err.NONODE)
+        if isinstance(txn, ErrorTxn):
+            return ApplyResult(txn.err)
+        if isinstance(txn, CreateSessionTxn):
+            self.sessions[hdr.client_id] = txn.timeout
+            return ApplyResult(0)
+        if isinstance(txn, CloseSessionTxn) or type_ == OpCode.CLOSE_SESSION:
+            return self._close_session(hdr, txn, events)
+        if isinstance(txn, MultiTxn):
+            return self._multi(txn, hdr, events)
+        return ApplyResult(0)
+
+    def _create(self, t: CreateTxn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
+        parent_path, name = split_path(t.path)
+        parent = self.nodes.get(parent_path)
+        if parent is None:
+            return ApplyResult(Err.NONODE)
+        zxid = hdr.zxid
+        pcv = t.parent_cversion
+        if pcv == -1:
+            pcv = parent.cversion + 1
+        if name in parent.children:
+            # replay over a fuzzy snapshot: fix up the parent as the reference does
+            if pcv > parent.cversion:
+                parent.cversion = pcv
+                parent.pzxid = zxid
+            return ApplyResult(Err.NODEEXISTS)
+        if pcv > parent.cversion:
+            parent.cversion = pcv
+            parent.pzxid = zxid
+        owner = 0
+        if t.kind == OpCode.CREATE_CONTAINER:
+            owner = CONTAINER_EPHEMERAL_OWNER
+        elif t.kind == OpCode.CREATE_TTL:
+            owner = ttl_owner(t.ttl)
+        elif t.ephemeral:
+            owner = hdr.client_id
+        node = Znode(t.data, tuple(t.acl), zxid, hdr.time, owner)
+        self.nodes[t.path] = node
+        parent.children.add(name)
+        self._index_owner(t.path, owner)
+        w = self.watches
+        events.append(Event(EventType.NODE_CREATED, t.path, w.data.trigger(t.path)))
+        events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, w.child.trigger(parent_path)))
+        return ApplyResult(0, path=t.path, stat=node.stat_bytes())
+
+    def _index_owner(self, path: str, owner: int) -> None:
+        if owner == 0:
+            return
+        if owner == CONTAINER_EPHEMERAL_OWNER:
+            self.containers.add(path)
+        elif owner_ttl(owner) is not None:
+            self.ttls.add(path)
+        else:
+            self.ephemerals.setdefault(owner, set()).add(path)
+
+    def _delete(self, path: str, zxid: int, events: list[Event]) -> ApplyResult:
+        node = self.nodes.get(path)
+        if node is None or path == "/":
+            return ApplyResult(Err.NONODE)
+        parent_path, name = split_path(path)
+        parent = self.nodes.get(parent_path)
+        del self.nodes[path]
+        owner = node.owner
+        if owner:
+            if owner == CONTAINER_EPHEMERAL_OWNER:
+                self.containers.discard(path)
+            elif owner_ttl(owner) is not None:
+                self.ttls.discard(path)
+            else:
+                s = self.ephemerals.get(owner)
+                if s is not None:
+                    s.discard(path)
+                    if not s:
+                        del self.ephemerals[owner]
+        if parent is not None:
+            parent.children.discard(name)
+            if zxid > parent.pzxid:
+                parent.pzxid = zxid
+        w = self.watches
+        first = w.data.trigger(path)
+        events.append(Event(EventType.NODE_DELETED, path, first))
+        events.append(Event(EventType.NODE_DELETED, path, w.child.trigger(path, first)))
+        events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, w.child.trigger(parent_path)))
+        return ApplyResult(0)
+
+    def _set_data(self, t: SetDataTxn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
+        node = self.nodes.get(t.path)
+        if node is None:
+            return ApplyResult(Err.NONODE)
+        node.data = t.data
+        node.version = t.version
+        node.mzxid = hdr.zxid
+        node.mtime = hdr.time
+        events.append(Event(EventType.NODE_DATA_CHANGED, t.path, self.watches.data.trigger(t.path)))
+        return ApplyResult(0, stat=node.stat_bytes())
+
+    def _close_session(self, hdr: TxnHeader, txn: Txn, events: list[Event]) -> ApplyResult:
+        sid = hdr.client_id
+        paths = list(txn.paths) if isinstance(txn, CloseSessionTxn) else []
+        # older logs carry no path list: the tree's own index is the truth then
+        paths += [p for p in sorted(self.ephemerals.get(sid, ())) if p not in paths]
+        for p in paths:
+            node = self.nodes.get(p)
+            if node is not None and node.owner == sid:
+                self._delete(p, hdr.zxid, events)
+        self.ephemerals.pop(sid, None)
+        self.sessions.pop(sid, None)
+        return ApplyResult(0)
+
+    def _multi(self, t: MultiTxn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
+        failed = any(isinstance(sub, ErrorTxn) for _, sub in t.txns)
+        subs: list[ApplyResult] = []
+        if failed:
+            for _, sub in t.txns:
+                err = sub.err if isinstance(sub, ErrorTxn) else 0
+                subs.append(ApplyResult(err, op=OpCode.ERROR))
+            return ApplyResult(0, subs=subs)
+        for op, sub in t.txns:
+            r = self._apply(op, sub, hdr, events)
+            subs.append(r._replace(op=op))
+        return ApplyResult(0, subs=subs)
+
+    # ---- misc -----------------------------------------------------------------------
+    def stored_cversion(self, path: str) -> int:
+        return self.nodes[path].cversion
+
+    def set_config_data(self, data: bytes, version: int = -1) -> None:
+        node = self.nodes["/zookeeper/config"]
+        node.data = data
+        node.version = version
+
+
+__all__ = ["ApplyResult", "DataTree", "Event", "Znode", "owner_ttl", "ttl_owner", "_u32"]

@@ -1,0 +1,1 @@
+"""FastLeaderElection; empty until the ensemble issue."""

@@ -1,0 +1,1 @@
+"""Jute codec: primitives, client protocol records, txn records."""

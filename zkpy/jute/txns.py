@@ -1,0 +1,177 @@
+"""Transaction records: what the write pipeline logs, replicates and applies.
+
+The layouts are Apache ZooKeeper's (TxnHeader + per-type record), so the same bytes go
+into the txn log, into ZAB PROPOSAL packets and into a Java server's files.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple, Union
+
+from zkpy.jute.codec import Reader, Writer
+from zkpy.jute.constants import OpCode
+from zkpy.jute.records import ACL, read_acl_list, write_acl_list
+
+TXN_HEADER = struct.Struct(">qiqqi")  # clientId, cxid, zxid, time, type
+
+
+class TxnHeader(NamedTuple):
+    client_id: int
+    cxid: int
+    zxid: int
+    time: int
+    type: int
+
+    def encode(self) -> bytes:
+        return TXN_HEADER.pack(*self)
+
+
+class CreateTxn(NamedTuple):
+    """create/create2 (ephemeral flag), createContainer and createTTL (ttl > 0)."""
+
+    path: str
+    data: bytes | None
+    acl: list[ACL]
+    ephemeral: bool
+    parent_cversion: int
+    kind: int = OpCode.CREATE  # CREATE, CREATE_CONTAINER or CREATE_TTL
+    ttl: int = 0
+
+
+class DeleteTxn(NamedTuple):
+    path: str
+    container: bool = False
+
+
+class SetDataTxn(NamedTuple):
+    path: str
+    data: bytes | None
+    version: int
+
+
+class SetACLTxn(NamedTuple):
+    path: str
+    acl: list[ACL]
+    version: int
+
+
+class CheckVersionTxn(NamedTuple):
+    path: str
+    version: int
+
+
+class CreateSessionTxn(NamedTuple):
+    timeout: int
+
+
+class CloseSessionTxn(NamedTuple):
+    paths: list[str]
+
+
+class ErrorTxn(NamedTuple):
+    err: int
+
+
+class MultiTxn(NamedTuple):
+    """Sub-txns with their types; a failed multi holds ErrorTxn entries."""
+
+    txns: list[tuple[int, Txn]]
+
+
+Txn = Union[
+    CreateTxn, DeleteTxn, SetDataTxn, SetACLTxn, CheckVersionTxn,
+    CreateSessionTxn, CloseSessionTxn, ErrorTxn, MultiTxn, None,
+]
+
+
+def encode_txn(txn: Txn) -> bytes:
+    """Serialize the record part of a txn (without the header)."""
+    w = Writer()
+    _write(w, txn)
+    return w.getvalue()
+
+
+def _write(w: Writer, txn: Txn) -> None:
+    if isinstance(txn, CreateTxn):
+        w.ustring(txn.path).buffer(txn.data)
+        write_acl_list(w, txn.acl)
+        if txn.kind == OpCode.CREATE:
+            w.bool(txn.ephemeral).int(txn.parent_cversion)
+        elif txn.kind == OpCode.CREATE_CONTAINER:
+            w.int(txn.parent_cversion)
+        else:
+            w.int(txn.parent_cversion).long(txn.ttl)
+    elif isinstance(txn, DeleteTxn):
+        w.ustring(txn.path)
+    elif isinstance(txn, SetDataTxn):
+        w.ustring(txn.path).buffer(txn.data).int(txn.version)
+    elif isinstance(txn, SetACLTxn):
+        w.ustring(txn.path)
+        write_acl_list(w, txn.acl)
+        w.int(txn.version)
+    elif isinstance(txn, CheckVersionTxn):
+        w.ustring(txn.path).int(txn.version)
+    elif isinstance(txn, CreateSessionTxn):
+        w.int(txn.timeout)
+    elif isinstance(txn, CloseSessionTxn):
+        w.string_vector(txn.paths)
+    elif isinstance(txn, ErrorTxn):
+        w.int(txn.err)
+    elif isinstance(txn, MultiTxn):
+        w.int(len(txn.txns))
+        for t, sub in txn.txns:
+            w.int(t).buffer(encode_txn(sub))
+    elif txn is not None:
+        raise TypeError(f"not a txn: {txn!r}")
+
+
+def txn_type(txn: Txn, request_type: int) -> int:
+    """The header type for a txn produced by a request of request_type."""
+    if isinstance(txn, ErrorTxn):
+        return OpCode.ERROR
+    return request_type
+
+
+def decode_txn(type_: int, buf: bytes | memoryview) -> Txn:
+    """Decode a txn record of the given header type."""
+    r = Reader(buf)
+    return _read(type_, r)
+
+
+def _read(t: int, r: Reader) -> Txn:
+    if t in (OpCode.CREATE, OpCode.CREATE2):
+        path, data, acl = r.ustring() or "", r.buffer(), read_acl_list(r) or []
+        eph = r.bool()
+        pcv = r.int() if r.remaining() >= 4 else -1
+        return CreateTxn(path, data, acl, eph, pcv)
+    if t == OpCode.CREATE_CONTAINER:
+        path, data, acl = r.ustring() or "", r.buffer(), read_acl_list(r) or []
+        return CreateTxn(path, data, acl, False, r.int(), OpCode.CREATE_CONTAINER)
+    if t == OpCode.CREATE_TTL:
+        path, data, acl = r.ustring() or "", r.buffer(), read_acl_list(r) or []
+        pcv = r.int()
+        return CreateTxn(path, data, acl, False, pcv, OpCode.CREATE_TTL, r.long())
+    if t in (OpCode.DELETE, OpCode.DELETE_CONTAINER):
+        return DeleteTxn(r.ustring() or "", t == OpCode.DELETE_CONTAINER)
+    if t in (OpCode.SET_DATA, OpCode.RECONFIG):
+        return SetDataTxn(r.ustring() or "", r.buffer(), r.int())
+    if t == OpCode.SET_ACL:
+        return SetACLTxn(r.ustring() or "", read_acl_list(r) or [], r.int())
+    if t == OpCode.CHECK:
+        return CheckVersionTxn(r.ustring() or "", r.int())
+    if t == OpCode.CREATE_SESSION:
+        return CreateSessionTxn(r.int())
+    if t == OpCode.CLOSE_SESSION:
+        return CloseSessionTxn(r.string_vector() or [] if r.remaining() >= 4 else [])
+    if t == OpCode.ERROR:
+        return ErrorTxn(r.int())
+    if t == OpCode.MULTI:
+        n = r.int()
+        subs: list[tuple[int, Txn]] = []
+        for _ in range(max(n, 0)):
+            st = r.int()
+            sb = r.buffer() or b""
+            subs.append((st, decode_txn(st, sb)))
+        return MultiTxn(subs)
+    return None

@@ -1,0 +1,1 @@
+"""Txn log, snapshots and recovery in Apache ZooKeeper's on-disk format."""

@@ -1,0 +1,1 @@
+"""The client-facing server: config, connections, sessions, request pipeline."""

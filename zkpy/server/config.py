@@ -1,0 +1,307 @@
+"""zoo.cfg parsing with Apache ZooKeeper's keys and defaults.
+
+Settings come from three places, later ones winning: built-in defaults, Java system
+properties given as `-Dname=value` in SERVER_JVMFLAGS / JVMFLAGS, and zoo.cfg itself.
+Keys may be written with or without the `zookeeper.` prefix.  An invalid value stops
+start-up with one line naming the key; an unknown key is a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+# Keys we read (canonical names, without the `zookeeper.` prefix).
+KNOWN_KEYS = {
+    "tickTime", "dataDir", "dataLogDir", "clientPort", "clientPortAddress", "maxClientCnxns",
+    "minSessionTimeout", "maxSessionTimeout", "globalOutstandingLimit", "jute.maxbuffer",
+    "4lw.commands.whitelist", "extendedTypesEnabled", "skipACL",
+    "DigestAuthenticationProvider.superDigest", "DigestAuthenticationProvider.enabled",
+    "readonlymode.enabled", "snapCount", "preAllocSize", "forceSync", "autopurge.snapRetainCount",
+    "autopurge.purgeInterval", "initLimit", "syncLimit", "electionAlg", "peerType",
+    "standaloneEnabled", "reconfigEnabled", "maxCnxns", "snapSizeLimitInKb",
+    "znode.container.checkIntervalMs", "znode.container.maxPerMinute",
+    "znode.container.maxNeverUsedIntervalMs", "admin.enableServer", "admin.serverPort",
+    "admin.serverAddress", "fsync.warningthresholdms", "digest.enabled", "clientPortListenBacklog",
+    "txnLogSizeLimitInKb", "snapshot.trust.empty", "db.autocreate", "jute.maxbuffer.extrasize",
+    "nio.sessionlessCnxnTimeout", "syncEnabled", "cnxTimeout", "leaderServes",
+}
+
+# Java-only keys: accepted with a warning that zkpy ignores them.
+JAVA_ONLY_PREFIXES = (
+    "serverCnxnFactory", "ssl.", "secureClientPort", "authProvider.", "metricsProvider.",
+    "jvm.pause", "nio.", "netty.", "admin.", "quorum.", "sslQuorum", "portUnification",
+    "multiAddress.", "commitProcessor.", "clientCnxnSocket", "javax.", "java.",
+    "audit.", "kerberos.", "jaasLoginRenew", "zookeeper.sasl", "sasl.",
+    "X509AuthenticationProvider", "flushDelay", "maxWriteQueuePollTime", "maxBatchSize",
+    "snapshot.compression.method", "serializeLastProcessedZxid.enabled", "closeSessionTxn.enabled",
+    "maxResponseCacheSize", "maxGetChildrenResponseCacheSize", "commitLogCount",
+    "snapshotSizeFactor", "largeRequest", "tcpKeepAlive", "clientTcpKeepAlive",
+    "enforceQuota", "emulate353TTLNodes", "electionPortBindRetry", "fastleader.",
+    "connectToLearnerMasterLimit", "quorumListenOnAllIPs", "observerMasterPort",
+    "localSessions", "dynamicConfigFile", "oraclePath",
+    "leader.maxTimeToWaitForEpoch", "DigestAuthenticationProvider.digestAlg",
+)
+
+ALL_4LW = (
+    "ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "mntr", "srst",
+    "wchs", "wchc", "wchp", "dirs", "isro", "gtmk", "stmk", "hash",
+)
+
+
+@dataclass(slots=True)
+class ServerSpec:
+    sid: int
+    host: str
+    quorum_port: int
+    election_port: int
+    observer: bool = False
+    client_host: str | None = None
+    client_port: int | None = None
+
+
+@dataclass(slots=True)
+class Config:
+    """Every setting the server uses, with Apache ZooKeeper's defaults."""
+
+    data_dir: Path
+    data_log_dir: Path
+    client_port: int | None = None
+    client_port_address: str = "0.0.0.0"
+    tick_time: int = 3000
+    max_client_cnxns: int = 60
+    min_session_timeout: int = -1
+    max_session_timeout: int = -1
+    global_outstanding_limit: int = 1000
+    max_buffer: int = 1048575
+    four_letter_words: frozenset[str] = frozenset({"srvr"})
+    extended_types: bool = False
+    skip_acl: bool = False
+    super_digest: str | None = None
+    digest_enabled: bool = True
+    read_only_mode: bool = False
+    snap_count: int = 100000
+    pre_alloc_size_kb: int = 65536
+    force_sync: bool = True
+    snap_retain_count: int = 3
+    purge_interval_hours: int = 0
+    init_limit: int | None = None
+    sync_limit: int | None = None
+    reconfig_enabled: bool = False
+    standalone_enabled: bool = True
+    container_check_interval_ms: int = 60000
+    container_max_per_minute: int = 10000
+    container_max_never_used_ms: int = 0
+    sessionless_cnxn_timeout_ms: int = 10000
+    servers: dict[int, ServerSpec] = field(default_factory=dict)
+    server_id: int = 1
+    source: Path | None = None
+    raw: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.min_session_timeout == -1:
+            self.min_session_timeout = 2 * self.tick_time
+        if self.max_session_timeout == -1:
+            self.max_session_timeout = 20 * self.tick_time
+
+    @property
+    def standalone(self) -> bool:
+        voters = [s for s in self.servers.values() if not s.observer]
+        return len(voters) < 2 and self.standalone_enabled
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """A subset of java.util.Properties syntax: key=value, key:value, key value, comments."""
+    out: dict[str, str] = {}
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        i += 1
+        while line.endswith("\\") and i < len(lines):
+            line = line[:-1] + lines[i].strip()
+            i += 1
+        if not line or line[0] in "#!":
+            continue
+        m = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
+        if m is None:
+            out[line] = ""
+        else:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def jvm_properties(env: dict[str, str]) -> dict[str, str]:
+    """-Dname=value flags from SERVER_JVMFLAGS and JVMFLAGS."""
+    out: dict[str, str] = {}
+    for var in ("JVMFLAGS", "SERVER_JVMFLAGS"):
+        for tok in shlex.split(env.get(var, "")):
+            if tok.startswith("-D") and "=" in tok:
+                k, v = tok[2:].split("=", 1)
+                out[k] = v
+    return out
+
+
+def _canonical(key: str) -> str:
+    return key[len("zookeeper."):] if key.startswith("zookeeper.") else key
+
+
+def _int(raw: dict[str, str], key: str, default: int, minimum: int | None = None) -> int:
+    if key not in raw:
+        return default
+    try:
+        v = int(raw[key].strip())
+    except ValueError:
+        raise ConfigError(f"{key}: '{raw[key]}' is not an integer") from None
+    if minimum is not None and v < minimum:
+        raise ConfigError(f"{key}: {v} is below the minimum {minimum}")
+    return v
+
+
+def _bool(raw: dict[str, str], key: str, default: bool) -> bool:
+    if key not in raw:
+        return default
+    v = raw[key].strip().lower()
+    if v in ("true", "yes"):
+        return True
+    if v in ("false", "no"):
+        return False
+    raise ConfigError(f"{key}: '{raw[key]}' is not a boolean (use true/false or yes/no)")
+
+
+_SERVER_RE = re.compile(r"^server\.(\d+)$")
+
+
+def _parse_server(sid: int, value: str) -> ServerSpec:
+    client_part = None
+    if ";" in value:
+        value, client_part = value.split(";", 1)
+    m = re.match(r"^(\[[^\]]+\]|[^:]+):(\d+):(\d+)(?::(participant|observer))?$", value.strip())
+    if m is None:
+        raise ConfigError(
+            f"server.{sid}: '{value}' is not host:quorumPort:electionPort[:participant|:observer]"
+        )
+    host = m.group(1).strip("[]")
+    spec = ServerSpec(sid, host, int(m.group(2)), int(m.group(3)), m.group(4) == "observer")
+    if spec.quorum_port == spec.election_port:
+        raise ConfigError(f"server.{sid}: quorum and election ports must differ")
+    if client_part:
+        if ":" in client_part:
+            ch, cp = client_part.rsplit(":", 1)
+            spec.client_host = ch
+        else:
+            cp = client_part
+        try:
+            spec.client_port = int(cp)
+        except ValueError:
+            raise ConfigError(f"server.{sid}: bad client port '{cp}'") from None
+    return spec
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Read zoo.cfg (plus -D flags from the environment) into a Config."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    env = dict(os.environ) if env is None else env
+    raw: dict[str, str] = {}
+    for k, v in jvm_properties(env).items():
+        raw[_canonical(k)] = v
+    file_props = parse_properties(text)
+    for k, v in file_props.items():
+        raw[_canonical(k)] = v
+    return build_config(raw, path)
+
+
+def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
+    warnings: list[str] = []
+    servers: dict[int, ServerSpec] = {}
+    for k, v in raw.items():
+        m = _SERVER_RE.match(k)
+        if m:
+            servers[int(m.group(1))] = _parse_server(int(m.group(1)), v)
+        elif k in KNOWN_KEYS or k.startswith(("group.", "weight.")):
+            continue
+        elif k.startswith(JAVA_ONLY_PREFIXES):
+            warnings.append(f"{k} is a Java-only setting; zkpy ignores it")
+        else:
+            warnings.append(f"unknown key {k} ignored")
+    if "dataDir" not in raw or not raw["dataDir"].strip():
+        raise ConfigError("dataDir is not set")
+    data_dir = Path(raw["dataDir"].strip())
+    tick = _int(raw, "tickTime", 3000, minimum=1)
+    wl_raw = raw.get("4lw.commands.whitelist")
+    if wl_raw is None:
+        words = {"srvr"}
+    elif wl_raw.strip() == "*":
+        words = set(ALL_4LW)
+    else:
+        words = {w.strip() for w in wl_raw.split(",") if w.strip()}
+        bad = sorted(w for w in words if w not in ALL_4LW)
+        if bad:
+            raise ConfigError(f"4lw.commands.whitelist: unknown command(s) {', '.join(bad)}")
+        words.add("srvr")
+    read_only = _bool(raw, "readonlymode.enabled", False)
+    if read_only:
+        words.add("isro")
+    client_port = _int(raw, "clientPort", -1, minimum=0) if "clientPort" in raw else None
+    if client_port is not None and client_port > 65535:
+        raise ConfigError(f"clientPort: {client_port} is not a TCP port")
+    super_digest = raw.get("DigestAuthenticationProvider.superDigest") or None
+    if super_digest is not None and ":" not in super_digest:
+        raise ConfigError("DigestAuthenticationProvider.superDigest: expected super:<base64 sha1>")
+    cfg = Config(
+        data_dir=data_dir,
+        data_log_dir=Path(raw["dataLogDir"].strip()) if raw.get("dataLogDir") else data_dir,
+        client_port=client_port,
+        client_port_address=raw.get("clientPortAddress", "0.0.0.0").strip() or "0.0.0.0",
+        tick_time=tick,
+        max_client_cnxns=_int(raw, "maxClientCnxns", 60, minimum=0),
+        min_session_timeout=_int(raw, "minSessionTimeout", -1),
+        max_session_timeout=_int(raw, "maxSessionTimeout", -1),
+        global_outstanding_limit=_int(raw, "globalOutstandingLimit", 1000, minimum=1),
+        max_buffer=_int(raw, "jute.maxbuffer", 1048575, minimum=1024),
+        four_letter_words=frozenset(words),
+        extended_types=_bool(raw, "extendedTypesEnabled", False),
+        skip_acl=_bool(raw, "skipACL", False),
+        super_digest=super_digest,
+        digest_enabled=_bool(raw, "DigestAuthenticationProvider.enabled", True),
+        read_only_mode=read_only,
+        snap_count=_int(raw, "snapCount", 100000, minimum=2),
+        pre_alloc_size_kb=_int(raw, "preAllocSize", 65536, minimum=1),
+        force_sync=_bool(raw, "forceSync", True),
+        snap_retain_count=max(3, _int(raw, "autopurge.snapRetainCount", 3)),
+        purge_interval_hours=_int(raw, "autopurge.purgeInterval", 0, minimum=0),
+        init_limit=_int(raw, "initLimit", 0) if "initLimit" in raw else None,
+        sync_limit=_int(raw, "syncLimit", 0) if "syncLimit" in raw else None,
+        reconfig_enabled=_bool(raw, "reconfigEnabled", False),
+        standalone_enabled=_bool(raw, "standaloneEnabled", True),
+        container_check_interval_ms=_int(raw, "znode.container.checkIntervalMs", 60000, minimum=1),
+        container_max_per_minute=_int(raw, "znode.container.maxPerMinute", 10000, minimum=1),
+        container_max_never_used_ms=_int(raw, "znode.container.maxNeverUsedIntervalMs", 0, minimum=0),
+        sessionless_cnxn_timeout_ms=_int(raw, "nio.sessionlessCnxnTimeout", 10000, minimum=1),
+        servers=servers,
+        source=source,
+        raw=raw,
+        warnings=warnings,
+    )
+    if cfg.min_session_timeout > cfg.max_session_timeout:
+        raise ConfigError(
+            f"minSessionTimeout: {cfg.min_session_timeout} is larger than "
+            f"maxSessionTimeout {cfg.max_session_timeout}"
+        )
+    alg = _int(raw, "electionAlg", 3)
+    if alg != 3:
+        raise ConfigError(f"electionAlg: {alg} is not supported (only 3)")
+    return cfg

@@ -1,0 +1,310 @@
+"""Request preparation: validate a write against the tree plus outstanding changes and
+build its txn (Apache ZooKeeper's PrepRequestProcessor, without threads).
+
+Writes that are prepared but not yet applied are kept as `ChangeRecord`s so that a
+pipelined write sees the effect of the ones before it (create /a then create /a/b).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from zkpy.datatree.acl import AuthId, fixup_acl, require
+from zkpy.datatree.paths import SYSTEM_PATHS, path_error, split_path
+from zkpy.datatree.tree import DataTree, owner_ttl, ttl_owner
+from zkpy.jute.constants import (
+    CONTAINER_EPHEMERAL_OWNER,
+    MAX_TTL,
+    CreateMode,
+    Err,
+    KeeperError,
+    OpCode,
+    Perm,
+)
+from zkpy.jute.records import (
+    ACL,
+    CreateRequest,
+    MultiRequest,
+    PathOnly,
+    PathVersion,
+    SetACLRequest,
+    SetDataRequest,
+)
+from zkpy.jute.txns import (
+    CheckVersionTxn,
+    CreateTxn,
+    DeleteTxn,
+    ErrorTxn,
+    MultiTxn,
+    SetACLTxn,
+    SetDataTxn,
+    Txn,
+)
+
+
+@dataclass(slots=True)
+class ChangeRecord:
+    """A node as it will be once every prepared txn is applied (exists=False: deleted)."""
+
+    zxid: int
+    path: str
+    exists: bool
+    version: int
+    cversion: int
+    aversion: int
+    owner: int
+    child_count: int
+    acl: tuple[ACL, ...]
+
+
+@dataclass(slots=True)
+class Settings:
+    """The configuration that request preparation depends on."""
+
+    skip_acl: bool = False
+    extended_types: bool = False
+
+
+class Preparer:
+    """Turns write requests into txns; owns the outstanding-change overlay."""
+
+    def __init__(self, tree: DataTree, settings: Settings) -> None:
+        self.tree = tree
+        self.settings = settings
+        self.outstanding: dict[str, ChangeRecord] = {}
+        self._by_zxid: list[tuple[int, str]] = []
+
+    # ---- overlay ----------------------------------------------------------------
+    def record(self, path: str) -> ChangeRecord | None:
+        rec = self.outstanding.get(path)
+        if rec is not None:
+            return rec if rec.exists else None
+        n = self.tree.get(path)
+        if n is None:
+            return None
+        return ChangeRecord(-1, path, True, n.version, n.cversion, n.aversion, n.owner,
+                            len(n.children), n.acl)
+
+    def _add(self, rec: ChangeRecord) -> None:
+        self.outstanding[rec.path] = rec
+        self._by_zxid.append((rec.zxid, rec.path))
+
+    def applied(self, zxid: int) -> None:
+        """Forget overlay records of txns up to zxid (they are in the tree now)."""
+        i = 0
+        bz = self._by_zxid
+        while i < len(bz) and bz[i][0] <= zxid:
+            z, p = bz[i]
+            rec = self.outstanding.get(p)
+            if rec is not None and rec.zxid == z:
+                del self.outstanding[p]
+            i += 1
+        if i:
+            del bz[:i]
+
+    def _checkpoint(self) -> tuple[dict[str, ChangeRecord], int]:
+        return dict(self.outstanding), len(self._by_zxid)
+
+    def _rollback(self, cp: tuple[dict[str, ChangeRecord], int]) -> None:
+        self.outstanding, n = cp[0], cp[1]
+        del self._by_zxid[n:]
+
+    # ---- ops ----------------------------------------------------------------------
+    def prepare(self, op: int, req: object, zxid: int, sid: int, auth: Sequence[AuthId]) -> Txn:
+        """Validate one write and return its txn; raise KeeperError if it fails."""
+        if op in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
+            return self._create(op, req, zxid, sid, auth)  # type: ignore[arg-type]
+        if op == OpCode.DELETE:
+            return self._delete(req, zxid, auth)  # type: ignore[arg-type]
+        if op == OpCode.SET_DATA:
+            return self._set_data(req, zxid, auth)  # type: ignore[arg-type]
+        if op == OpCode.SET_ACL:
+            return self._set_acl(req, zxid, auth)  # type: ignore[arg-type]
+        if op == OpCode.CHECK:
+            return self._check(req, auth)  # type: ignore[arg-type]
+        if op == OpCode.DELETE_CONTAINER:
+            return self._delete_container(req, zxid)  # type: ignore[arg-type]
+        raise KeeperError(Err.UNIMPLEMENTED)
+
+    def prepare_multi(
+        self, req: MultiRequest, zxid: int, sid: int, auth: Sequence[AuthId]
+    ) -> MultiTxn:
+        """All ops or none: a failing op turns the whole multi into error sub-txns."""
+        cp = self._checkpoint()
+        txns: list[tuple[int, Txn]] = []
+        for i, (op, sub) in enumerate(req.ops):
+            try:
+                if op in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
+                    self._check_flags(op, sub, multi=True)  # type: ignore[arg-type]
+                txn = self.prepare(op, sub, zxid, sid, auth)
+            except KeeperError as e:
+                self._rollback(cp)
+                out: list[tuple[int, Txn]] = [(OpCode.ERROR, ErrorTxn(0)) for _ in range(i)]
+                out.append((OpCode.ERROR, ErrorTxn(e.code)))
+                out += [(OpCode.ERROR, ErrorTxn(Err.RUNTIMEINCONSISTENCY))
+                        for _ in range(len(req.ops) - i - 1)]
+                return MultiTxn(out)
+            txns.append((OpCode.CREATE if op == OpCode.CREATE2 else op, txn))
+        return MultiTxn(txns)
+
+    def _check_flags(self, op: int, req: CreateRequest, multi: bool = False) -> CreateMode:
+        try:
+            mode = CreateMode(req.flags)
+        except ValueError:
+            raise KeeperError(Err.MARSHALLINGERROR if multi else Err.BADARGUMENTS) from None
+        return mode
+
+    def _create(
+        self, op: int, req: CreateRequest, zxid: int, sid: int, auth: Sequence[AuthId]
+    ) -> CreateTxn:
+        mode = self._check_flags(op, req)
+        ttl = 0
+        if op == OpCode.CREATE_TTL:
+            if not self.settings.extended_types:
+                raise KeeperError(Err.UNIMPLEMENTED)
+            if not mode.ttl or not (0 < req.ttl <= MAX_TTL):
+                raise KeeperError(Err.BADARGUMENTS)
+            ttl = req.ttl
+        elif mode.ttl:
+            raise KeeperError(Err.BADARGUMENTS)
+        if op == OpCode.CREATE_CONTAINER and mode != CreateMode.CONTAINER:
+            raise KeeperError(Err.BADARGUMENTS)
+        if op != OpCode.CREATE_CONTAINER and mode == CreateMode.CONTAINER:
+            raise KeeperError(Err.BADARGUMENTS)
+        path = req.path
+        if "/" not in path or "\0" in path:
+            raise KeeperError(Err.BADARGUMENTS)
+        acl = fixup_acl(req.acl, auth)
+        parent_path, _ = split_path(path)
+        parent = self.record(parent_path)
+        if parent is None:
+            raise KeeperError(Err.NONODE)
+        require(parent.acl, Perm.CREATE, auth, self.settings.skip_acl)
+        if mode.sequential:
+            path += "%010d" % parent.cversion
+        if path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS)
+        if self.record(path) is not None:
+            raise KeeperError(Err.NODEEXISTS)
+        if parent.owner != 0 and parent.owner != CONTAINER_EPHEMERAL_OWNER and owner_ttl(parent.owner) is None:
+            raise KeeperError(Err.NOCHILDRENFOREPHEMERALS)
+        new_cv = parent.cversion + 1
+        self._add(replace(parent, zxid=zxid, cversion=new_cv, child_count=parent.child_count + 1))
+        if op == OpCode.CREATE_CONTAINER:
+            owner, kind = CONTAINER_EPHEMERAL_OWNER, OpCode.CREATE_CONTAINER
+        elif op == OpCode.CREATE_TTL:
+            owner, kind = ttl_owner(ttl), OpCode.CREATE_TTL
+        else:
+            owner, kind = (sid if mode.ephemeral else 0), OpCode.CREATE
+        self._add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, tuple(acl)))
+        return CreateTxn(path, req.data, acl, mode.ephemeral, new_cv, kind, ttl)
+
+    def _delete(self, req: PathVersion, zxid: int, auth: Sequence[AuthId]) -> DeleteTxn:
+        path = req.path
+        if "/" not in path or "\0" in path or path in SYSTEM_PATHS:
+            raise KeeperError(Err.BADARGUMENTS)
+        parent_path, _ = split_path(path)
+        parent = self.record(parent_path)
+        if parent is None:
+            raise KeeperError(Err.NONODE)
+        require(parent.acl, Perm.DELETE, auth, self.settings.skip_acl)
+        node = self.record(path)
+        if node is None:
+            raise KeeperError(Err.NONODE)
+        if req.version != -1 and req.version != node.version:
+            raise KeeperError(Err.BADVERSION)
+        if node.child_count > 0:
+            raise KeeperError(Err.NOTEMPTY)
+        self._add(replace(parent, zxid=zxid, child_count=parent.child_count - 1))
+        self._add(replace(node, zxid=zxid, exists=False))
+        return DeleteTxn(path)
+
+    def _delete_container(self, req: PathOnly, zxid: int) -> DeleteTxn:
+        path = req.path
+        if "/" not in path or "\0" in path or path in SYSTEM_PATHS:
+            raise KeeperError(Err.BADARGUMENTS)
+        node = self.record(path)
+        if node is None:
+            raise KeeperError(Err.NONODE)
+        if node.child_count > 0:
+            raise KeeperError(Err.NOTEMPTY)
+        if node.owner != CONTAINER_EPHEMERAL_OWNER and owner_ttl(node.owner) is None:
+            raise KeeperError(Err.BADVERSION)
+        parent = self.record(split_path(path)[0])
+        if parent is None:
+            raise KeeperError(Err.NONODE)
+        self._add(replace(parent, zxid=zxid, child_count=parent.child_count - 1))
+        self._add(replace(node, zxid=zxid, exists=False))
+        return DeleteTxn(path, container=True)
+
+    def _set_data(self, req: SetDataRequest, zxid: int, auth: Sequence[AuthId]) -> SetDataTxn:
+        path = req.path
+        if path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS)
+        node = self.record(path)
+        if node is None:
+            raise KeeperError(Err.NONODE)
+        require(node.acl, Perm.WRITE, auth, self.settings.skip_acl)
+        if req.version != -1 and req.version != node.version:
+            raise KeeperError(Err.BADVERSION)
+        new_version = _wrap_int(node.version + 1)
+        self._add(replace(node, zxid=zxid, version=new_version))
+        return SetDataTxn(path, req.data, new_version)
+
+    def _set_acl(self, req: SetACLRequest, zxid: int, auth: Sequence[AuthId]) -> SetACLTxn:
+        path = req.path
+        if path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS)
+        acl = fixup_acl(req.acl, auth)
+        node = self.record(path)
+        if node is None:
+            raise KeeperError(Err.NONODE)
+        require(node.acl, Perm.ADMIN, auth, self.settings.skip_acl)
+        if req.version != -1 and req.version != node.aversion:
+            raise KeeperError(Err.BADVERSION)
+        new_av = _wrap_int(node.aversion + 1)
+        self._add(replace(node, zxid=zxid, aversion=new_av, acl=tuple(acl)))
+        return SetACLTxn(path, acl, new_av)
+
+    def _check(self, req: PathVersion, auth: Sequence[AuthId]) -> CheckVersionTxn:
+        path = req.path
+        if path_error(path) is not None:
+            raise KeeperError(Err.BADARGUMENTS)
+        node = self.record(path)
+        if node is None:
+            raise KeeperError(Err.NONODE)
+        require(node.acl, Perm.READ, auth, self.settings.skip_acl)
+        if req.version != -1 and req.version != node.version:
+            raise KeeperError(Err.BADVERSION)
+        return CheckVersionTxn(path, req.version)
+
+    def session_ephemerals(self, sid: int) -> list[str]:
+        """The session's ephemerals including ones of prepared, unapplied txns."""
+        paths = set(self.tree.ephemerals.get(sid, ()))
+        for p, rec in self.outstanding.items():
+            if rec.owner == sid:
+                if rec.exists:
+                    paths.add(p)
+                else:
+                    paths.discard(p)
+            elif not rec.exists:
+                paths.discard(p)
+        return sorted(paths)
+
+    def close_session(self, sid: int, zxid: int) -> list[str]:
+        paths = self.session_ephemerals(sid)
+        for p in paths:
+            rec = self.record(p)
+            if rec is None:
+                continue
+            parent = self.record(split_path(p)[0])
+            if parent is not None:
+                self._add(replace(parent, zxid=zxid, child_count=parent.child_count - 1))
+            self._add(replace(rec, zxid=zxid, exists=False))
+        return paths
+
+
+def _wrap_int(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v

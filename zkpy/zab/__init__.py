@@ -1,0 +1,1 @@
+"""ZAB roles (leader, follower, observer); empty until the ensemble issue."""
