@@ -7,7 +7,7 @@ into the txn log, into ZAB PROPOSAL packets and into a Java server's files.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from zkpy.jute.codec import Reader, Writer
 from zkpy.jute.constants import OpCode
@@ -79,10 +79,10 @@ class MultiTxn(NamedTuple):
     txns: list[tuple[int, Txn]]
 
 
-Txn = Union[
-    CreateTxn, DeleteTxn, SetDataTxn, SetACLTxn, CheckVersionTxn,
-    CreateSessionTxn, CloseSessionTxn, ErrorTxn, MultiTxn, None,
-]
+Txn = (
+    CreateTxn | DeleteTxn | SetDataTxn | SetACLTxn | CheckVersionTxn
+    | CreateSessionTxn | CloseSessionTxn | ErrorTxn | MultiTxn | None
+)
 
 
 def encode_txn(txn: Txn) -> bytes:

@@ -182,12 +182,13 @@ class Preparer:
             raise KeeperError(Err.NONODE)
         require(parent.acl, Perm.CREATE, auth, self.settings.skip_acl)
         if mode.sequential:
-            path += "%010d" % parent.cversion
+            path += f"{parent.cversion:010d}"
         if path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS)
         if self.record(path) is not None:
             raise KeeperError(Err.NODEEXISTS)
-        if parent.owner != 0 and parent.owner != CONTAINER_EPHEMERAL_OWNER and owner_ttl(parent.owner) is None:
+        owner = parent.owner
+        if owner != 0 and owner != CONTAINER_EPHEMERAL_OWNER and owner_ttl(owner) is None:
             raise KeeperError(Err.NOCHILDRENFOREPHEMERALS)
         new_cv = parent.cversion + 1
         self._add(replace(parent, zxid=zxid, cversion=new_cv, child_count=parent.child_count + 1))

@@ -1,0 +1,294 @@
+"""One client TCP connection: framing, the handshake, 4-letter words, batched writes.
+
+The protocol object is the only place that touches the socket.  Every complete frame
+of a read is decoded in one pass; replies accumulate in `out` and go to the transport
+in one `writelines` per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from zkpy.jute.codec import INT, JuteError, Reader
+from zkpy.jute.constants import Err, OpCode
+from zkpy.jute.records import REQUEST_DECODERS, REQUEST_HEADER, ConnectRequest, UnknownMultiOp
+from zkpy.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
+from zkpy.server.replies import frame
+
+if TYPE_CHECKING:
+    from zkpy.server.core import ZooKeeperServer
+
+log = logging.getLogger("zkpy.connection")
+
+NEW, CONNECTING, ESTABLISHED, CLOSING = range(4)
+
+
+class ClientConnection(asyncio.Protocol):
+    """asyncio protocol for one client; hashable, used as the watcher identity."""
+
+    def __init__(self, server: ZooKeeperServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.out: list[bytes] = []
+        self.state = NEW
+        self.session_id = 0
+        self.pending_timeout = 0
+        self.timeout = 0
+        self.read_only_byte: bool | None = None
+        self.auth_ids: list[tuple[str, str]] = []
+        self.watched: set[str] = set()
+        self.queued = 0
+        self.closed = False
+        self.peer = "?"
+        self.peer_ip = ""
+        self.peer_port = 0
+        # per-connection statistics (cons)
+        self.established_at = time.time()
+        self.received = 0
+        self.sent = 0
+        self.last_opcode = "NA"
+        self.last_cxid = -1
+        self.last_zxid = -1
+        self.last_response = 0.0
+        self._close_when_flushed = False
+        self._handshake_timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio callbacks ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
+        self.peer = f"{self.peer_ip}:{self.peer_port}"
+        server = self.server
+        limit = server.config.max_client_cnxns
+        if limit > 0 and sum(1 for c in server.connections if c.peer_ip == self.peer_ip) >= limit:
+            log.warning("too many connections from %s (maxClientCnxns=%d); closing", self.peer_ip, limit)
+            self.closed = True
+            transport.close()
+            return
+        self.auth_ids.append(("ip", self.peer_ip))
+        server.connections.add(self)
+        loop = asyncio.get_running_loop()
+        self._handshake_timer = loop.call_later(
+            server.config.sessionless_cnxn_timeout_ms / 1000.0, self._handshake_timeout
+        )
+
+    def _handshake_timeout(self) -> None:
+        if self.state in (NEW, CONNECTING) and not self.closed:
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        server = self.server
+        server.connections.discard(self)
+        if self.watched:
+            server.tree.watches.remove_watcher(self, self.watched)
+            self.watched.clear()
+        s = server.sessions.sessions.get(self.session_id)
+        if s is not None and s.owner is self:
+            s.owner = None
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.buf += data
+        self._process()
+        self.server.flush_dirty()
+
+    # ---- framing --------------------------------------------------------------------
+    def _process(self) -> None:
+        buf = self.buf
+        pos = 0
+        end = len(buf)
+        max_len = self.server.config.max_buffer
+        server = self.server
+        mv = memoryview(buf)
+        try:
+            while end - pos >= 4 and not self.closed:
+                if self.state == CONNECTING:
+                    break
+                n = INT.unpack_from(buf, pos)[0]
+                if self.state == NEW and pos == 0 and n in FOUR_LETTER_CODES:
+                    self._four_letter(n)
+                    return
+                if n < 0 or n > max_len:
+                    log.info("closing %s: frame length %d out of range (jute.maxbuffer=%d)",
+                             self.peer, n, max_len)
+                    self.close()
+                    return
+                if end - pos - 4 < n:
+                    break
+                start = pos + 4
+                pos = start + n
+                server.stats.received += 1
+                self.received += 1
+                if self.state == NEW:
+                    self._handshake(mv[start:pos])
+                else:
+                    self._request(mv, start, pos)
+        finally:
+            mv.release()
+            if pos:
+                del buf[:pos]
+
+    def _handshake(self, body: memoryview) -> None:
+        try:
+            req = ConnectRequest.decode(body)
+        except JuteError as e:
+            log.info("closing %s: malformed ConnectRequest (%s)", self.peer, e)
+            self.close()
+            return
+        self.read_only_byte = req.read_only
+        self.state = CONNECTING
+        self.server.connect(self, req)
+
+    def _request(self, mv: memoryview, start: int, end: int) -> None:
+        if end - start < 8:
+            log.info("closing %s: request frame of %d bytes is too short", self.peer, end - start)
+            self.close()
+            return
+        xid, op = REQUEST_HEADER.unpack_from(mv, start)
+        decoder = REQUEST_DECODERS.get(op)  # type: ignore[call-overload]
+        if decoder is None or op == OpCode.CHECK:
+            self.send(frame(xid, self.server.tree.last_processed_zxid, Err.UNIMPLEMENTED))
+            self.close_after_flush()
+            return
+        try:
+            req = decoder(Reader(mv, start + 8, end))
+        except UnknownMultiOp:
+            self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
+            return
+        except JuteError as e:
+            log.info("closing %s: undecodable request (op %d): %s", self.peer, op, e)
+            self.close()
+            return
+        if op == OpCode.MULTI and any(o.op in (OpCode.GET_DATA, OpCode.GET_CHILDREN) for o in req.ops):
+            self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
+            return
+        if op == OpCode.MULTI_READ and any(
+            o.op not in (OpCode.GET_DATA, OpCode.GET_CHILDREN) for o in req.ops
+        ):
+            self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
+            return
+        self.last_cxid = xid
+        self.server.request(self, xid, op, req)
+
+    def _four_letter(self, code: int) -> None:
+        self.state = CLOSING
+        text = run_four_letter_word(self.server, code)
+        if self.transport is not None:
+            self.transport.write(text.encode("utf-8"))
+        self.close()
+
+    # ---- called by the server core ----------------------------------------------------
+    def session_established(self, sid: int, timeout: int, passwd: bytes) -> None:
+        from zkpy.jute.records import encode_connect_response
+
+        if self.closed:
+            return
+        self.session_id = sid
+        self.timeout = timeout
+        self.state = ESTABLISHED
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        ro = False if self.read_only_byte is not None else None
+        body = encode_connect_response(timeout, sid, passwd, ro)
+        self.send(INT.pack(len(body)) + body)
+        if self.buf:
+            self._process()
+        self.flush()
+
+    def connect_failed(self) -> None:
+        """Wrong password, unknown or expired session: the 'invalid' response, then close."""
+        from zkpy.jute.records import encode_connect_response
+
+        ro = False if self.read_only_byte is not None else None
+        body = encode_connect_response(0, 0, bytes(16), ro)
+        self.send(INT.pack(len(body)) + body)
+        self.close_after_flush()
+        self.flush()
+
+    def send(self, data: bytes) -> None:
+        if not self.out:
+            self.server.dirty.append(self)
+        self.out.append(data)
+        self.sent += 1
+
+    def notify(self, data: bytes) -> None:
+        if not self.closed:
+            self.send(data)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.server.stats.sent += len(out)
+            if self.transport is not None and not self.closed:
+                self.transport.writelines(out)
+            self.out = []
+            self.last_response = time.time()
+        if self._close_when_flushed:
+            self.close()
+
+    def close_after_flush(self) -> None:
+        self._close_when_flushed = True
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.out and self.transport is not None:
+            self.transport.writelines(self.out)
+            self.out = []
+        self.closed = True
+        self.state = CLOSING
+        if self.transport is not None:
+            self.transport.close()
+        self.connection_lost(None)
+
+    def last_op(self, op: int, zxid: int) -> None:
+        self.last_opcode = _OP_ABBREV.get(op, "UNKNOWN")
+        self.last_zxid = zxid
+
+    # ---- watches (ReadContext) ------------------------------------------------------
+    def watch_data(self, path: str) -> None:
+        self.server.tree.watches.add_data_watch(path, self)
+        self.watched.add(path)
+
+    def watch_child(self, path: str) -> None:
+        self.server.tree.watches.add_child_watch(path, self)
+        self.watched.add(path)
+
+    def watch_persistent(self, path: str, recursive: bool) -> None:
+        self.server.tree.watches.add_persistent(path, self, recursive)
+        self.watched.add(path)
+
+    def add_auth(self, scheme: str, ident: str) -> None:
+        if (scheme, ident) not in self.auth_ids:
+            self.auth_ids.append((scheme, ident))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+_OP_ABBREV = {
+    OpCode.NOTIFICATION: "NOTF", OpCode.CREATE: "CREA", OpCode.DELETE: "DELE",
+    OpCode.EXISTS: "EXIS", OpCode.GET_DATA: "GETD", OpCode.SET_DATA: "SETD",
+    OpCode.GET_ACL: "GETA", OpCode.SET_ACL: "SETA", OpCode.GET_CHILDREN: "GETC",
+    OpCode.SYNC: "SYNC", OpCode.PING: "PING", OpCode.GET_CHILDREN2: "GETC",
+    OpCode.CHECK: "CHEC", OpCode.MULTI: "MULT", OpCode.CREATE2: "CREA",
+    OpCode.RECONFIG: "RECO", OpCode.CHECK_WATCHES: "CHKW", OpCode.REMOVE_WATCHES: "REMW",
+    OpCode.CREATE_CONTAINER: "CCON", OpCode.DELETE_CONTAINER: "DCON", OpCode.CREATE_TTL: "CTTL",
+    OpCode.MULTI_READ: "MLTR", OpCode.AUTH: "AUTH", OpCode.SET_WATCHES: "SETW",
+    OpCode.SASL: "SASL", OpCode.GET_EPHEMERALS: "GETE", OpCode.GET_ALL_CHILDREN_NUMBER: "GTAR",
+    OpCode.SET_WATCHES2: "STW2", OpCode.ADD_WATCH: "ADDW", OpCode.WHO_AM_I: "HOMI",
+    OpCode.CREATE_SESSION: "SESS", OpCode.CLOSE_SESSION: "CLOS",
+}

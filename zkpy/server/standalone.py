@@ -1,0 +1,92 @@
+"""The asyncio shell of a standalone server: listener, timers, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from zkpy.server.config import Config
+from zkpy.server.connection import ClientConnection
+from zkpy.server.core import ZooKeeperServer
+from zkpy.server.database import open_database
+
+log = logging.getLogger("zkpy.server")
+
+
+class StandaloneServer:
+    """Runs a ZooKeeperServer on the client port until stopped."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.core: ZooKeeperServer | None = None
+        self.listener: asyncio.base_events.Server | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.database = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.database = open_database(self.config)
+        core = ZooKeeperServer(self.config, self.database.tree, self.database.txn_log)
+        self.database.attach(core)
+        core.attach(loop)
+        self.core = core
+        port = self.config.client_port if self.config.client_port is not None else 2181
+        self.listener = await loop.create_server(
+            lambda: ClientConnection(core), self.config.client_port_address, port,
+            reuse_address=True, backlog=1024,
+        )
+        self._tasks.append(loop.create_task(self._session_timer()))
+        self._tasks.append(loop.create_task(self._container_timer()))
+        log.info("zkpy standalone server serving on %s:%d (dataDir=%s)",
+                 self.config.client_port_address, port, self.config.data_dir)
+
+    @property
+    def port(self) -> int:
+        assert self.listener is not None
+        return self.listener.sockets[0].getsockname()[1]
+
+    async def _session_timer(self) -> None:
+        assert self.core is not None
+        tick = self.config.tick_time / 1000.0
+        while True:
+            await asyncio.sleep(min(tick, 0.5))
+            self.core.expire_sessions()
+            self.core.flush_dirty()
+
+    async def _container_timer(self) -> None:
+        assert self.core is not None
+        interval = self.config.container_check_interval_ms / 1000.0
+        per_run = max(1, int(self.config.container_max_per_minute * interval / 60.0))
+        while True:
+            await asyncio.sleep(interval)
+            self.core.sweep_containers(int(time.time() * 1000), per_run)
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._stopping.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await self.start()
+        await self._stopping.wait()
+        await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        log.info("shutting down")
+        for t in self._tasks:
+            t.cancel()
+        if self.listener is not None:
+            self.listener.close()
+        if self.core is not None:
+            for c in list(self.core.connections):
+                c.close()
+            self.core.close()
+        if self.database is not None:
+            self.database.close()

@@ -1,0 +1,39 @@
+"""Server counters reported by srvr, stat and mntr."""
+
+from __future__ import annotations
+
+import time
+
+
+class ServerStats:
+    """Request latency (ms) and packet counts since start or the last `srst`."""
+
+    __slots__ = ("count", "total", "min", "max", "received", "sent", "started")
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.min = 0.0
+        self.max = 0.0
+        self.received = 0
+        self.sent = 0
+
+    def record(self, started: float) -> None:
+        ms = (time.perf_counter() - started) * 1000.0
+        if self.count == 0 or ms < self.min:
+            self.min = ms
+        if ms > self.max:
+            self.max = ms
+        self.count += 1
+        self.total += ms
+
+    @property
+    def avg(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    def latency_line(self) -> str:
+        return f"{int(self.min)}/{self.avg:.4f}/{int(self.max)}"
