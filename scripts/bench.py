@@ -1,0 +1,556 @@
+#!/usr/bin/env python3
+"""Load generator for ZooKeeper-compatible servers, and a side-by-side comparison.
+
+  bench.py run --hosts 127.0.0.1:2181 --workload get --conns 8 --depth 16 --duration 5
+  bench.py compare --rounds 3            # starts zkpy and Apache ZooKeeper, alternates
+  bench.py smoke                         # a few seconds against a fresh zkpy (CI)
+
+The client speaks the wire protocol directly: each connection keeps `depth` requests in
+flight (pipelining) and every reply is checked for an error code.  With --procs the
+connections are spread over several processes so the client is not the bottleneck;
+the client's own CPU time is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from zkpy.client import requests as rq  # noqa: E402
+from zkpy.jute.codec import INT, Writer  # noqa: E402
+from zkpy.jute.constants import OpCode  # noqa: E402
+from zkpy.jute.records import REPLY_HEADER, REQUEST_HEADER  # noqa: E402
+
+WORKLOADS = ["get", "exists", "set", "create", "mixed", "multi"]
+SPECIAL = ["watch", "large-tree"]
+DATA = b"x" * 100
+KEYS = 100  # nodes the get/set/exists workloads spread over
+
+
+@dataclass
+class Result:
+    workload: str
+    ops: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    client_cpu: float = 0.0
+    lat_ms: list[float] = field(default_factory=list)
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.lat_ms:
+            return 0.0
+        s = sorted(self.lat_ms)
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {"workload": self.workload, "ops": self.ops, "errors": self.errors,
+                "ops_per_s": round(self.ops_per_s, 1), "p50_ms": round(self.pct(0.5), 3),
+                "p99_ms": round(self.pct(0.99), 3), "p999_ms": round(self.pct(0.999), 3),
+                "client_cpu_s": round(self.client_cpu, 2)}
+
+
+def frame(xid: int, op: int, body: bytes) -> bytes:
+    return INT.pack(8 + len(body)) + REQUEST_HEADER.pack(xid, op) + body
+
+
+def request_maker(workload: str, base: str, conn_id: int):
+    """A function i -> (op, body) for the workload."""
+    rnd = random.Random(conn_id)
+    keys = [f"{base}/n{k}".encode() for k in range(KEYS)]
+    get_bodies = [INT.pack(len(k)) + k + b"\x00" for k in keys]
+    set_bodies = [rq.set_data(k.decode(), DATA)[1] for k in keys]
+    create_body = rq.create(f"{base}/c/s-", DATA, flags=2, with_stat=False)[1]
+    multi_bodies = [rq.multi([rq.set_data(keys[k].decode(), DATA),
+                              rq.set_data(keys[(k + 1) % KEYS].decode(), DATA)])[1] for k in range(KEYS)]
+
+    def make(i: int) -> tuple[int, bytes]:
+        k = rnd.randrange(KEYS)
+        if workload == "get":
+            return OpCode.GET_DATA, get_bodies[k]
+        if workload == "exists":
+            return OpCode.EXISTS, get_bodies[k]
+        if workload == "set":
+            return OpCode.SET_DATA, set_bodies[k]
+        if workload == "create":
+            return OpCode.CREATE, create_body
+        if workload == "mixed":
+            if rnd.random() < 0.1:
+                return OpCode.SET_DATA, set_bodies[k]
+            return OpCode.GET_DATA, get_bodies[k]
+        if workload == "multi":
+            return OpCode.MULTI, multi_bodies[k]
+        raise ValueError(workload)
+
+    return make
+
+
+class LoadConnection(asyncio.Protocol):
+    """Closed loop: keeps `depth` requests in flight until the deadline."""
+
+    def __init__(self, make, depth: int, deadline: float, lat: array, result: Result,
+                 done: asyncio.Future) -> None:
+        self.make, self.depth, self.deadline = make, depth, deadline
+        self.lat, self.result, self.done = lat, result, done
+        self.buf = bytearray()
+        self.sent_at: dict[int, float] = {}
+        self.xid = 0
+        self.handshaken = False
+        self.transport: asyncio.Transport | None = None
+        self.multi = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        req = Writer().int(0).long(0).int(30000).long(0).buffer(bytes(16)).bool(False).getvalue()
+        transport.write(INT.pack(len(req)) + req)
+
+    def _send(self, n: int) -> None:
+        out = []
+        now = time.perf_counter()
+        for _ in range(n):
+            self.xid += 1
+            op, body = self.make(self.xid)
+            self.multi = op == OpCode.MULTI
+            self.sent_at[self.xid] = now
+            out.append(frame(self.xid, op, body))
+        self.transport.writelines(out)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        pos, end = 0, len(buf)
+        replies = 0
+        now = time.perf_counter()
+        while end - pos >= 4:
+            n = INT.unpack_from(buf, pos)[0]
+            if end - pos - 4 < n:
+                break
+            if not self.handshaken:
+                self.handshaken = True
+            else:
+                xid, _zxid, err = REPLY_HEADER.unpack_from(buf, pos + 4)
+                if xid > 0:
+                    t0 = self.sent_at.pop(xid)
+                    self.lat.append((now - t0) * 1000.0)
+                    if err or (self.multi and _multi_failed(buf, pos + 20, pos + 4 + n)):
+                        self.result.errors += 1
+                    replies += 1
+            pos += 4 + n
+        del buf[:pos]
+        if not self.sent_at and replies == 0 and self.handshaken and self.xid == 0:
+            self._send(self.depth)
+            return
+        self.result.ops += replies
+        if now < self.deadline:
+            if replies:
+                self._send(replies)
+        elif not self.sent_at and not self.done.done():
+            self.done.set_result(None)
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def _multi_failed(buf: bytearray, pos: int, end: int) -> bool:
+    # first MultiHeader: int type; type -1 means an error result
+    return pos + 4 <= end and INT.unpack_from(buf, pos)[0] == -1
+
+
+async def _run_conns(hosts: list[tuple[str, int]], workload: str, base: str, conns: int, depth: int,
+                     duration: float, first_id: int) -> Result:
+    loop = asyncio.get_running_loop()
+    res = Result(workload)
+    lat: array = array("d")
+    deadline = time.perf_counter() + duration
+    futs = []
+    for c in range(conns):
+        host, port = hosts[(first_id + c) % len(hosts)]
+        done = loop.create_future()
+        make = request_maker(workload, base, first_id + c)
+        await loop.create_connection(lambda m=make, d=done: LoadConnection(m, depth, deadline, lat, res, d),
+                                     host, port)
+        futs.append(done)
+    t0 = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*futs), duration + 60)
+    res.seconds = time.perf_counter() - t0
+    res.lat_ms = list(lat)
+    return res
+
+
+def _proc_main(args: tuple) -> dict:
+    hosts, workload, base, conns, depth, duration, first_id = args
+    _install_uvloop()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    res = asyncio.run(_run_conns(hosts, workload, base, conns, depth, duration, first_id))
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    res.client_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    if len(res.lat_ms) > 300000:
+        res.lat_ms = random.Random(0).sample(res.lat_ms, 300000)
+    return asdict(res)
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+
+
+def parse_hosts(s: str) -> list[tuple[str, int]]:
+    out = []
+    for part in s.split(","):
+        h, p = part.rsplit(":", 1)
+        out.append((h, int(p)))
+    return out
+
+
+# ---- setup / cleanup through the library client ------------------------------------------------
+
+
+async def _setup(hosts: str, base: str) -> None:
+    from zkpy.client.client import ZooKeeperClient
+    from zkpy.jute.constants import KeeperError
+
+    c = ZooKeeperClient(hosts)
+    await c.start()
+    for p in (base, f"{base}/c"):
+        try:
+            await c.create(p, b"")
+        except KeeperError:
+            pass
+    futs = [c.submit(*rq.create(f"{base}/n{k}", DATA, with_stat=False)) for k in range(KEYS)]
+    await asyncio.gather(*futs)
+    await c.close()
+
+
+async def _delete_children(c, path: str) -> int:
+    children, _ = await c.get_children(path)
+    removed = 0
+    for i in range(0, len(children), 1000):
+        futs = [c.submit(*rq.path_version(OpCode.DELETE, f"{path}/{ch}", -1)) for ch in children[i:i + 1000]]
+        await asyncio.gather(*futs)
+        removed += len(futs)
+    return removed
+
+
+async def _cleanup(hosts: str, base: str) -> None:
+    from zkpy.client.client import ZooKeeperClient
+
+    c = ZooKeeperClient(hosts)
+    await c.start()
+    await _delete_children(c, f"{base}/c")
+    await _delete_children(c, base)
+    await c.delete(base)
+    await c.close()
+
+
+def run_workload(hosts: str, workload: str, conns: int, depth: int, duration: float, procs: int) -> Result:
+    base = f"/bench-{os.getpid()}-{random.randrange(1 << 30)}"
+    asyncio.run(_setup(hosts, base))
+    try:
+        hl = parse_hosts(hosts)
+        procs = max(1, min(procs, conns))
+        shares = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
+        jobs, first = [], 0
+        for s in shares:
+            jobs.append((hl, workload, base, s, depth, duration, first))
+            first += s
+        if procs == 1:
+            parts = [_proc_main(jobs[0])]
+        else:
+            with mp.get_context("spawn").Pool(procs) as pool:
+                parts = pool.map(_proc_main, jobs)
+        res = Result(workload)
+        for p in parts:
+            res.ops += p["ops"]
+            res.errors += p["errors"]
+            res.seconds = max(res.seconds, p["seconds"])
+            res.client_cpu += p["client_cpu"]
+            res.lat_ms += p["lat_ms"]
+        return res
+    finally:
+        asyncio.run(_cleanup(hosts, base))
+
+
+async def watch_fanout(hosts: str, sessions: int, rounds: int = 5) -> Result:
+    """N sessions watch one node; time from setData until every session has its event."""
+    from zkpy.client.client import ZooKeeperClient
+    from zkpy.jute.constants import KeeperError
+
+    path = f"/bench-watch-{os.getpid()}"
+    writer = ZooKeeperClient(hosts)
+    await writer.start()
+    try:
+        await writer.create(path, b"")
+    except KeeperError:
+        pass
+    clients = []
+    for _ in range(sessions):
+        c = ZooKeeperClient(hosts)
+        await c.start()
+        clients.append(c)
+    res = Result("watch")
+    for _ in range(rounds):
+        loop = asyncio.get_running_loop()
+        remaining = [sessions]
+        done = loop.create_future()
+
+        def fired(_ev, remaining=remaining, done=done):
+            remaining[0] -= 1
+            if remaining[0] == 0 and not done.done():
+                done.set_result(time.perf_counter())
+
+        await asyncio.gather(*(c.get(path, watch=fired) for c in clients))
+        t0 = time.perf_counter()
+        await writer.set(path, DATA)
+        t1 = await asyncio.wait_for(done, 60)
+        res.lat_ms.append((t1 - t0) * 1000.0)
+        res.ops += sessions
+    res.seconds = sum(res.lat_ms) / 1000.0
+    await asyncio.gather(*(c.close() for c in clients))
+    await writer.delete(path)
+    await writer.close()
+    return res
+
+
+async def large_tree(hosts: str, count: int, depth: int = 256) -> Result:
+    """Create `count` znodes of 100 bytes under one parent (kept, for RSS/restart figures)."""
+    from zkpy.client.client import ZooKeeperClient
+
+    c = ZooKeeperClient(hosts, timeout_ms=60000)
+    await c.start()
+    await c.create("/large", b"")
+    res = Result("large-tree")
+    t0 = time.perf_counter()
+    sem = asyncio.Semaphore(depth)
+    errors = 0
+
+    async def one(i: int) -> None:
+        nonlocal errors
+        async with sem:
+            _z, err, _r = await c.submit(*rq.create(f"/large/n{i:07d}", DATA, with_stat=False))
+            errors += err != 0
+
+    step = 10000
+    for start in range(0, count, step):
+        await asyncio.gather(*(one(i) for i in range(start, min(count, start + step))))
+        if start and start % 100000 == 0:
+            print(f"  large-tree: {start} znodes", file=sys.stderr)
+    res.seconds = time.perf_counter() - t0
+    res.ops, res.errors = count, errors
+    await c.close()
+    return res
+
+
+# ---- servers for side-by-side runs ------------------------------------------------------------
+
+REF_JARS = ["/usr/share/java/zookeeper.jar", "/usr/share/java/zookeeper-jute.jar",
+            "/usr/share/java/slf4j-api.jar", "/usr/share/java/slf4j-log4j12.jar",
+            "/usr/share/java/log4j-1.2.jar"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A benchmark target started from a fresh data dir with equivalent settings."""
+
+    def __init__(self, kind: str, workdir: Path) -> None:
+        self.kind, self.workdir = kind, workdir
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "zoo.cfg").write_text(
+            f"tickTime=2000\ndataDir={workdir / 'data'}\nclientPort={self.port}\n"
+            "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n")
+
+    @property
+    def hosts(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> float:
+        t0 = time.perf_counter()
+        cfg = str(self.workdir / "zoo.cfg")
+        if self.kind == "zookeeper":
+            cmd = ["java", "-Xmx4g", "-cp", ":".join(REF_JARS), f"-Dzookeeper.log.dir={self.workdir}",
+                   "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+        else:
+            cmd = [sys.executable, "-m", "zkpy.server.main", "start", "--log-level", "WARNING", cfg]
+        log = open(self.workdir / "server.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited; see {self.workdir / 'server.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"srvr")
+                    if b"Mode:" in s.recv(4096):
+                        return time.perf_counter() - t0
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _print_table(rows: list[dict]) -> None:
+    cols = ["workload", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "errors", "client_cpu_s"]
+    print("  ".join(f"{c:>12}" for c in cols))
+    for r in rows:
+        print("  ".join(f"{r.get(c, ''):>12}" for c in cols))
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    rows = []
+    for w in a.workload.split(","):
+        if w == "watch":
+            res = asyncio.run(watch_fanout(a.hosts, a.sessions))
+        elif w == "large-tree":
+            res = asyncio.run(large_tree(a.hosts, a.count))
+        else:
+            res = run_workload(a.hosts, w, a.conns, a.depth, a.duration, a.procs)
+        rows.append(res.summary())
+    _print_table(rows)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    if not all(os.path.exists(j) for j in REF_JARS) or not shutil.which("java"):
+        print("Apache ZooKeeper (Debian package zookeeper) is not installed", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="zkbench-"))
+    servers = {k: Server(k, root / k) for k in ("zkpy", "zookeeper")}
+    for s in servers.values():
+        s.start()
+    table: dict[tuple[str, str, str], list[float]] = {}
+    try:
+        for rnd in range(a.rounds):
+            for w in a.workload.split(","):
+                for kind in (("zkpy", "zookeeper") if rnd % 2 == 0 else ("zookeeper", "zkpy")):
+                    s = servers[kind]
+                    if w == "watch":
+                        res = asyncio.run(watch_fanout(s.hosts, a.sessions))
+                        figs = {"ms": statistics.median(res.lat_ms)}
+                    else:
+                        res = run_workload(s.hosts, w, a.conns, a.depth, a.duration, a.procs)
+                        if res.errors:
+                            print(f"{kind} {w}: {res.errors} errors", file=sys.stderr)
+                        figs = {"ops_per_s": res.ops_per_s, "p50_ms": res.pct(0.5), "p99_ms": res.pct(0.99)}
+                    for f, v in figs.items():
+                        table.setdefault((w, f, kind), []).append(v)
+                    print(f"round {rnd + 1} {w:>7} {kind:>9}: " +
+                          " ".join(f"{f}={v:.3f}" for f, v in figs.items()), file=sys.stderr)
+        if a.large:
+            for kind, s in servers.items():
+                res = asyncio.run(large_tree(s.hosts, a.count))
+                table[("large-tree", "create_s", kind)] = [res.seconds]
+                table[("large-tree", "rss_mb", kind)] = [s.rss_mb()]
+                s.stop()
+                table[("large-tree", "restart_s", kind)] = [s.start()]
+    finally:
+        for s in servers.values():
+            s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    rows = []
+    print(f"\nconns={a.conns} depth={a.depth} duration={a.duration}s rounds={a.rounds} (medians)")
+    print(f"{'workload':>10} {'figure':>10} {'zkpy':>12} {'zookeeper':>12} {'zkpy/zk':>8}")
+    for w, f in sorted({(w, f) for (w, f, _k) in table}):
+        z = statistics.median(table[(w, f, "zkpy")])
+        r = statistics.median(table[(w, f, "zookeeper")])
+        ratio = z / r if r else float("nan")
+        rows.append({"workload": w, "figure": f, "zkpy": z, "zookeeper": r, "ratio": ratio})
+        print(f"{w:>10} {f:>10} {z:>12.3f} {r:>12.3f} {ratio:>8.2f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_smoke(a: argparse.Namespace) -> int:
+    """Start a fresh zkpy, run every workload briefly, fail on any error reply."""
+    root = Path(tempfile.mkdtemp(prefix="zkbench-smoke-"))
+    s = Server("zkpy", root)
+    s.start()
+    bad = 0
+    try:
+        for w in WORKLOADS:
+            res = run_workload(s.hosts, w, 2, 4, a.duration, 1)
+            print(json.dumps(res.summary()))
+            bad += res.errors + (res.ops == 0)
+        res = asyncio.run(watch_fanout(s.hosts, 20, rounds=2))
+        print(json.dumps(res.summary()))
+        bad += res.ops != 40
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "compare"):
+        sp = sub.add_parser(name)
+        sp.add_argument("--workload", default=",".join(WORKLOADS + ["watch"]))
+        sp.add_argument("--conns", type=int, default=8)
+        sp.add_argument("--depth", type=int, default=16)
+        sp.add_argument("--duration", type=float, default=5.0)
+        sp.add_argument("--procs", type=int, default=1)
+        sp.add_argument("--sessions", type=int, default=1000, help="watch fan-out sessions")
+        sp.add_argument("--count", type=int, default=1_000_000, help="large-tree znodes")
+        sp.add_argument("--json", help="also write the results to this file")
+        if name == "run":
+            sp.add_argument("--hosts", default="127.0.0.1:2181")
+        else:
+            sp.add_argument("--rounds", type=int, default=3)
+            sp.add_argument("--large", action="store_true", help="also large-tree, RSS and restart")
+    sm = sub.add_parser("smoke")
+    sm.add_argument("--duration", type=float, default=0.5)
+    a = p.parse_args(argv)
+    return {"run": cmd_run, "compare": cmd_compare, "smoke": cmd_smoke}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
