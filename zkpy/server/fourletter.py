@@ -193,7 +193,7 @@ def mntr(server: ZooKeeperServer) -> str:
         ("zk_local_sessions", 0),
         ("zk_packets_sent", st.sent),
         ("zk_packets_received", st.received),
-        ("zk_watch_count", wm.data.count()),
+        ("zk_watch_count", wm.count()),  # data + child tables, like Java
         ("zk_approximate_data_size", tree.approximate_data_size()),
         ("zk_open_file_descriptor_count", _open_fds()),
         ("zk_max_file_descriptor_count", resource.getrlimit(resource.RLIMIT_NOFILE)[0]),

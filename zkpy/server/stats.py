@@ -23,7 +23,8 @@ class ServerStats:
         self.sent = 0
 
     def record(self, started: float) -> None:
-        ms = (time.perf_counter() - started) * 1000.0
+        # Whole milliseconds, as Java records them, so that min <= avg <= max holds.
+        ms = int((time.perf_counter() - started) * 1000.0)
         if self.count == 0 or ms < self.min:
             self.min = ms
         if ms > self.max:
