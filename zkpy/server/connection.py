@@ -56,6 +56,9 @@ class ClientConnection(asyncio.Protocol):
         self.last_response = 0.0
         self._close_when_flushed = False
         self._handshake_timer: asyncio.TimerHandle | None = None
+        # True while _process runs: a session resumed synchronously from inside it must not
+        # re-enter (the buffer is exported to a memoryview); the running loop goes on.
+        self._processing = False
 
     # ---- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,6 +106,9 @@ class ClientConnection(asyncio.Protocol):
 
     # ---- framing --------------------------------------------------------------------
     def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
         buf = self.buf
         pos = 0
         end = len(buf)
@@ -136,6 +142,7 @@ class ClientConnection(asyncio.Protocol):
             mv.release()
             if pos:
                 del buf[:pos]
+            self._processing = False
 
     def _handshake(self, body: memoryview) -> None:
         try:

@@ -404,14 +404,16 @@ class ZooKeeperServer:
 
     def _add_watch(self, conn: ClientConnection, req: PathType) -> bytes:
         if req.type not in (0, 1):
-            raise KeeperError(Err.BADARGUMENTS)
+            # Java's AddWatchMode.fromZooKeeperMode throws; the catch-all answers MARSHALLINGERROR.
+            raise KeeperError(Err.MARSHALLINGERROR)
         conn.watch_persistent(req.path, req.type == 1)
         return b"\x00\x00\x00\x00"
 
     def _check_watches(self, conn: ClientConnection, req: PathType, remove: bool) -> None:
         wm = self.tree.watches
         if req.type not in tuple(WatcherType):
-            raise KeeperError(Err.BADARGUMENTS)
+            # Java's WatcherType.fromInt throws; the catch-all answers MARSHALLINGERROR.
+            raise KeeperError(Err.MARSHALLINGERROR)
         if remove:
             found = wm.remove(req.path, conn, req.type)
         else:
