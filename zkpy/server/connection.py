@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import Err, OpCode
@@ -41,7 +42,7 @@ class ClientConnection(asyncio.Protocol):
         self.read_only_byte: bool | None = None
         self.auth_ids: list[tuple[str, str]] = []
         self.watched: set[str] = set()
-        self.queued = 0
+        self.pending: deque[tuple[Any, ...]] = deque()  # requests waiting, in order
         self.closed = False
         self.peer = "?"
         self.peer_ip = ""
@@ -184,7 +185,8 @@ class ClientConnection(asyncio.Protocol):
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
             return
         self.last_cxid = xid
-        self.server.request(self, xid, op, req)
+        body = bytes(mv[start + 8 : end]) if self.server.zab is not None else b""
+        self.server.request(self, xid, op, req, body)
 
     def _four_letter(self, code: int) -> None:
         self.state = CLOSING
@@ -278,6 +280,10 @@ class ClientConnection(asyncio.Protocol):
     def add_auth(self, scheme: str, ident: str) -> None:
         if (scheme, ident) not in self.auth_ids:
             self.auth_ids.append((scheme, ident))
+
+    @property
+    def queued(self) -> int:
+        return len(self.pending)
 
     def __hash__(self) -> int:
         return id(self)

@@ -19,10 +19,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zkpy.datatree.acl import digest_id
 from zkpy.datatree.tree import DataTree, Event, owner_ttl
+from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import (
     XID_AUTH,
     Err,
@@ -31,6 +32,7 @@ from zkpy.jute.constants import (
     WatcherType,
 )
 from zkpy.jute.records import (
+    REQUEST_DECODERS,
     AuthPacket,
     ConnectRequest,
     MultiRequest,
@@ -40,17 +42,19 @@ from zkpy.jute.records import (
     SetWatches,
 )
 from zkpy.jute.txns import (
+    TXN_HEADER,
     CloseSessionTxn,
     CreateSessionTxn,
     ErrorTxn,
     Txn,
     TxnHeader,
+    decode_txn,
     encode_txn,
 )
 from zkpy.server import reads
 from zkpy.server.config import Config
 from zkpy.server.prepare import Preparer, Settings
-from zkpy.server.replies import frame, notification, write_result_body
+from zkpy.server.replies import frame, notification, ustring, write_result_body
 from zkpy.server.sessions import SessionTracker, session_password
 from zkpy.server.stats import ServerStats
 
@@ -67,30 +71,55 @@ INVALID_PASSWD = bytes(16)
 
 
 class Entry:
-    """A request waiting in the commit queue (hdr is None for a read)."""
+    """A txn waiting in the commit queue; conn is the local client that asked for it."""
 
-    __slots__ = ("conn", "xid", "op", "req", "hdr", "txn", "started")
+    __slots__ = ("conn", "xid", "op", "hdr", "txn", "started")
 
-    def __init__(self, conn: Any, xid: int, op: int, req: Any,
-                 hdr: TxnHeader | None, txn: Txn, started: float) -> None:
+    def __init__(self, conn: Any, xid: int, op: int, hdr: TxnHeader, txn: Txn, started: float) -> None:
         self.conn = conn
         self.xid = xid
         self.op = op
-        self.req = req
         self.hdr = hdr
         self.txn = txn
         self.started = started
 
 
+# kinds of items in a connection's `pending` queue
+WAIT_WRITE, WAIT_READ, WAIT_SYNC = 0, 1, 2
+
+
+class Replication(Protocol):
+    """What an ensemble role (zkpy.zab.peer) provides to the request pipeline."""
+
+    role: str  # "leader", "follower" or "observer"
+
+    def next_zxid(self) -> int: ...
+
+    def propose(self, hdr: TxnHeader, payload: bytes) -> None: ...
+
+    def persisted(self, zxid: int) -> None: ...
+
+    def forward(self, session_id: int, cxid: int, op: int, body: bytes,
+                auth: list[tuple[str, str]]) -> None: ...
+
+    def revalidate(self, session_id: int, timeout: int) -> None: ...
+
+
 class ZooKeeperServer:
-    """Standalone server core: sessions, the write pipeline and read dispatch."""
+    """Server core: sessions, the write pipeline and read dispatch, for every role.
+
+    Standalone, txns commit when the local log is durable.  With `zab` set, the leader
+    proposes each txn and commits on a quorum of acks; a learner forwards writes to the
+    leader and logs and applies what the leader proposes and commits.
+    """
 
     def __init__(self, config: Config, tree: DataTree | None = None, txn_log: Any = None,
-                 server_id: int = 1) -> None:
+                 server_id: int = 1, zab: Replication | None = None) -> None:
         self.config = config
         self.tree = tree or DataTree()
         self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types))
         self.txn_log = txn_log
+        self.zab = zab
         self.zxid = self.tree.last_processed_zxid
         self.queue: deque[Entry] = deque()
         self.connections: set[ClientConnection] = set()
@@ -98,7 +127,12 @@ class ZooKeeperServer:
         self.stats = ServerStats()
         self.sessions = SessionTracker(server_id, config.tick_time, self.now_ms(),
                                        int(time.time() * 1000))
+        self.local_sessions: dict[int, ClientConnection] = {}  # session id -> its connection here
+        self.connecting: dict[int, ClientConnection] = {}  # createSession/revalidate in flight
+        self.waiting_syncs: deque[ClientConnection] = deque()
+        self.touched: dict[int, int] = {}  # learner: sessions seen since the last ping
         self.write_error: str | None = None
+        self.serving = True
         self._last_appended = self.zxid
         self._flushing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-fsync")
@@ -107,6 +141,14 @@ class ZooKeeperServer:
         now = self.now_ms()
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, now)
+
+    @property
+    def mode(self) -> str:
+        return "standalone" if self.zab is None else self.zab.role
+
+    @property
+    def is_learner(self) -> bool:
+        return self.zab is not None and self.zab.role != "leader"
 
     # ---- clocks -------------------------------------------------------------------
     @staticmethod
@@ -126,6 +168,9 @@ class ZooKeeperServer:
 
     def connect(self, conn: ClientConnection, req: ConnectRequest) -> None:
         """Handle a ConnectRequest; the response is sent when the session is settled."""
+        if not self.serving:
+            conn.close()
+            return
         if req.last_zxid_seen > self.tree.last_processed_zxid:
             log.info("refusing client %s: it has seen zxid 0x%x, we are at 0x%x",
                      conn.peer, req.last_zxid_seen, self.tree.last_processed_zxid)
@@ -139,13 +184,39 @@ class ZooKeeperServer:
         for other in list(self.connections):
             if other is not conn and other.session_id == sid:
                 other.close()
+        if req.passwd != session_password(sid):
+            conn.connect_failed()
+            return
+        conn.pending_timeout = timeout
+        if self.is_learner:
+            assert self.zab is not None
+            self.connecting[sid] = conn
+            self.zab.revalidate(sid, timeout)
+            return
         session = self.sessions.sessions.get(sid)
-        if req.passwd != session_password(sid) or session is None or session.closing:
+        if session is None or session.closing:
             conn.connect_failed()
             return
         session.timeout = timeout
         self.sessions.touch(sid, self.now_ms())
         session.owner = conn
+        self._established(conn, sid, timeout)
+
+    def revalidated(self, sid: int, valid: bool) -> None:
+        """Learner: the leader's answer to a session revalidation."""
+        conn = self.connecting.pop(sid, None)
+        if conn is None or conn.closed:
+            return
+        if valid:
+            self._established(conn, sid, conn.pending_timeout)
+        else:
+            conn.connect_failed()
+        self.flush_dirty()
+
+    def _established(self, conn: ClientConnection, sid: int, timeout: int) -> None:
+        self.local_sessions[sid] = conn
+        if self.is_learner:
+            self.touched[sid] = timeout
         conn.session_established(sid, timeout, session_password(sid))
 
     def _create_session(self, conn: ClientConnection, timeout: int) -> None:
@@ -153,80 +224,134 @@ class ZooKeeperServer:
             conn.close()
             return
         sid = self.sessions.new_id()
-        session = self.sessions.add(sid, timeout, self.now_ms())
-        session.owner = conn
         conn.session_id = sid
         conn.pending_timeout = timeout
-        self._append(conn, 0, OpCode.CREATE_SESSION, None, sid, CreateSessionTxn(timeout),
+        self.connecting[sid] = conn
+        if self.is_learner:
+            assert self.zab is not None
+            self.zab.forward(sid, 0, OpCode.CREATE_SESSION, INT.pack(timeout), [])
+            return
+        self.sessions.add(sid, timeout, self.now_ms()).owner = conn
+        self._append(conn, 0, OpCode.CREATE_SESSION, sid, CreateSessionTxn(timeout),
                      OpCode.CREATE_SESSION)
 
     # ---- requests -------------------------------------------------------------------
-    def request(self, conn: ClientConnection, xid: int, op: int, req: Any) -> None:
-        """A decoded request from an established session."""
+    def request(self, conn: ClientConnection, xid: int, op: int, req: Any, body: bytes = b"") -> None:
+        """A decoded request from an established session (body: the raw request record)."""
         sid = conn.session_id
-        session = self.sessions.sessions.get(sid)
-        if session is None or session.closing:
-            conn.send(frame(xid, self.tree.last_processed_zxid, Err.SESSIONEXPIRED))
-            return
-        self.sessions.touch(sid, self.now_ms())
+        if self.is_learner:
+            self.touched[sid] = conn.timeout
+        else:
+            session = self.sessions.sessions.get(sid)
+            if session is None or session.closing:
+                conn.send(frame(xid, self.tree.last_processed_zxid, Err.SESSIONEXPIRED))
+                return
+            self.sessions.touch(sid, self.now_ms())
         if op == OpCode.AUTH:
             self._auth(conn, req)
             return
         if op in WRITE_OPS:
-            self._write(conn, xid, op, req)
-        elif conn.queued or (op == OpCode.SYNC and self.queue):
-            self.queue.append(Entry(conn, xid, op, req, None, None, time.perf_counter()))
-            conn.queued += 1
+            conn.pending.append((WAIT_WRITE, xid, op, req, time.perf_counter()))
+            self._write(conn, xid, op, req, body)
+        elif op == OpCode.SYNC and (self.is_learner or self.queue):
+            conn.pending.append((WAIT_SYNC, xid, op, req, self.zxid))
+            if self.is_learner:
+                assert self.zab is not None
+                self.waiting_syncs.append(conn)
+                self.zab.forward(sid, xid, OpCode.SYNC, body, conn.auth_ids)
+            else:
+                self.waiting_syncs.append(conn)
+        elif conn.pending:
+            conn.pending.append((WAIT_READ, xid, op, req, time.perf_counter()))
         else:
             self._read(conn, xid, op, req, time.perf_counter())
 
-    def _write(self, conn: ClientConnection, xid: int, op: int, req: Any) -> None:
+    def _write(self, conn: ClientConnection, xid: int, op: int, req: Any, body: bytes) -> None:
         if self.write_error is not None:
+            conn.pending.pop()
             conn.send(frame(xid, self.tree.last_processed_zxid, Err.SYSTEMERROR))
             return
         sid = conn.session_id
-        zxid = self.zxid + 1
+        if self.is_learner:
+            assert self.zab is not None
+            self.zab.forward(sid, xid, op, body, conn.auth_ids)
+            return
+        txn, type_ = self._prepare(sid, op, req, conn.auth_ids)
+        self._append(conn, xid, op, sid, txn, type_)
+
+    def _prepare(self, sid: int, op: int, req: Any, auth: list[tuple[str, str]]) -> tuple[Txn, int]:
+        zxid = self._next_zxid()
         if op == OpCode.CLOSE_SESSION:
             self.sessions.set_closing(sid)
-            txn: Txn = CloseSessionTxn(self.preparer.close_session(sid, zxid))
-            type_ = OpCode.CLOSE_SESSION
-        elif op == OpCode.MULTI:
-            txn = self.preparer.prepare_multi(req, zxid, sid, conn.auth_ids)
-            type_ = OpCode.MULTI
-        else:
-            try:
-                txn = self.preparer.prepare(op, req, zxid, sid, conn.auth_ids)
-                type_ = op
-            except KeeperError as e:
-                txn, type_ = ErrorTxn(e.code), OpCode.ERROR
-        self._append(conn, xid, op, req, sid, txn, type_)
+            return CloseSessionTxn(self.preparer.close_session(sid, zxid)), OpCode.CLOSE_SESSION
+        session = self.sessions.sessions.get(sid)
+        if sid != 0 and (session is None or session.closing):
+            return ErrorTxn(Err.SESSIONEXPIRED), OpCode.ERROR
+        if op == OpCode.MULTI:
+            return self.preparer.prepare_multi(req, zxid, sid, auth), OpCode.MULTI
+        try:
+            return self.preparer.prepare(op, req, zxid, sid, auth), op
+        except KeeperError as e:
+            return ErrorTxn(e.code), OpCode.ERROR
 
-    def _append(self, conn: Any, xid: int, op: int, req: Any, sid: int, txn: Txn, type_: int) -> None:
-        self.zxid += 1
+    def _next_zxid(self) -> int:
+        return self.zab.next_zxid() if self.zab is not None else self.zxid + 1
+
+    def forwarded(self, sid: int, cxid: int, op: int, body: bytes, auth: list[tuple[str, str]]) -> None:
+        """Leader: a write a learner forwarded for one of its clients."""
+        if self.write_error is not None:
+            return
+        if op == OpCode.CREATE_SESSION:
+            timeout = INT.unpack_from(body)[0] if len(body) >= 4 else self.config.max_session_timeout
+            self.sessions.add(sid, timeout, self.now_ms())
+            self._append(None, cxid, op, sid, CreateSessionTxn(timeout), OpCode.CREATE_SESSION)
+            return
+        self.sessions.touch(sid, self.now_ms())
+        decoder = REQUEST_DECODERS.get(op)  # type: ignore[call-overload]
+        try:
+            req = decoder(Reader(body)) if decoder is not None else None
+        except JuteError:
+            req = None
+        if req is None and op != OpCode.CLOSE_SESSION:
+            self._append(None, cxid, op, sid, ErrorTxn(Err.MARSHALLINGERROR), OpCode.ERROR)
+            return
+        txn, type_ = self._prepare(sid, op, req, list(auth))
+        self._append(None, cxid, op, sid, txn, type_)
+
+    def _append(self, conn: Any, xid: int, op: int, sid: int, txn: Txn, type_: int) -> None:
+        self.zxid = self._next_zxid()
         hdr = TxnHeader(sid, xid, self.zxid, int(time.time() * 1000), type_)
+        record = encode_txn(txn)
         if self.txn_log is not None:
-            self.txn_log.append(hdr, encode_txn(txn))
+            self.txn_log.append(hdr, record)
+        if self.zab is not None:
+            self.zab.propose(hdr, hdr.encode() + record)
         self._last_appended = self.zxid
-        self.queue.append(Entry(conn, xid, op, req, hdr, txn, time.perf_counter()))
-        if conn is not None:
-            conn.queued += 1
+        self.queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
         self._request_flush()
+
+    def log_proposal(self, payload: bytes) -> int:
+        """Learner: log a txn the leader proposed (TxnHeader + record); returns its zxid."""
+        hdr = TxnHeader(*TXN_HEADER.unpack_from(payload))
+        txn = decode_txn(hdr.type, payload[TXN_HEADER.size:])
+        if self.txn_log is not None:
+            self.txn_log.append(hdr, payload[TXN_HEADER.size:])
+        self.zxid = max(self.zxid, hdr.zxid)
+        self._last_appended = self.zxid
+        self.queue.append(Entry(None, hdr.cxid, hdr.type, hdr, txn, time.perf_counter()))
+        self._request_flush()
+        return hdr.zxid
 
     def submit_internal(self, op: int, req: Any) -> None:
         """A write from the server itself (container and TTL sweeps), session 0."""
-        if self.write_error is not None:
+        if self.write_error is not None or self.is_learner:
             return
-        zxid = self.zxid + 1
-        try:
-            txn: Txn = self.preparer.prepare(op, req, zxid, 0, [("super", "")])
-            type_ = op
-        except KeeperError as e:
-            txn, type_ = ErrorTxn(e.code), OpCode.ERROR
-        self._append(None, 0, op, req, 0, txn, type_)
+        txn, type_ = self._prepare(0, op, req, [("super", "")])
+        self._append(None, 0, op, 0, txn, type_)
 
     # ---- group commit ---------------------------------------------------------------
     def _request_flush(self) -> None:
-        if self._flushing or self._last_appended <= self.tree.last_processed_zxid:
+        if self._flushing or self._last_appended <= self._durable:
             return
         loop = self._loop or asyncio.get_event_loop()
         self._flushing = True
@@ -237,12 +362,18 @@ class ZooKeeperServer:
         fut = loop.run_in_executor(self._executor, self.txn_log.sync)
         fut.add_done_callback(lambda f: self._synced(upto, f.exception()))
 
+    _durable = -1
+
     def _synced(self, upto: int, exc: BaseException | None) -> None:
         self._flushing = False
         if exc is not None:
             self._disk_failed(exc)
             return
-        self._commit(upto)
+        self._durable = upto
+        if self.zab is not None:
+            self.zab.persisted(upto)
+        else:
+            self.commit(upto)
         self._request_flush()
 
     def _disk_failed(self, exc: BaseException) -> None:
@@ -254,21 +385,37 @@ class ZooKeeperServer:
                 e.conn.close()
         self.queue.clear()
 
-    def _commit(self, upto: int) -> None:
+    def commit(self, upto: int) -> None:
+        """Apply every queued txn up to zxid upto, in order, and answer its client."""
         q = self.queue
-        while q:
-            e = q[0]
-            if e.hdr is not None and e.hdr.zxid > upto:
-                break
-            q.popleft()
-            conn = e.conn
-            if conn is not None:
-                conn.queued -= 1
-            if e.hdr is None:
-                if not conn.closed:
-                    self._read(conn, e.xid, e.op, e.req, e.started)
+        while q and q[0].hdr.zxid <= upto:
+            self._apply(q.popleft())
+        if self.waiting_syncs and not self.is_learner:
+            self._release_syncs()
+        self.flush_dirty()
+
+    def _release_syncs(self) -> None:
+        done = self.tree.last_processed_zxid
+        ws = self.waiting_syncs
+        for _ in range(len(ws)):
+            conn = ws.popleft()
+            if conn.pending and conn.pending[0][0] == WAIT_SYNC and conn.pending[0][4] <= done:
+                self._drain(conn)
+            elif not conn.closed:
+                ws.append(conn)
+
+    def sync_released(self) -> None:
+        """Learner: the leader answered the oldest forwarded sync."""
+        while self.waiting_syncs:
+            conn = self.waiting_syncs.popleft()
+            if conn.closed:
                 continue
-            self._apply(e)
+            for i, item in enumerate(conn.pending):
+                if item[0] == WAIT_SYNC:
+                    conn.pending[i] = (WAIT_SYNC, item[1], item[2], item[3], -1)
+                    break
+            self._drain(conn)
+            break
         self.flush_dirty()
 
     def flush_dirty(self) -> None:
@@ -281,36 +428,67 @@ class ZooKeeperServer:
 
     def _apply(self, e: Entry) -> None:
         hdr = e.hdr
-        assert hdr is not None
         res, events = self.tree.apply(hdr, e.txn)
         self.preparer.applied(hdr.zxid)
         self._deliver(events)
-        if hdr.type == OpCode.CLOSE_SESSION:
-            self.sessions.remove(hdr.client_id)
         if self.on_applied is not None:
             self.on_applied(hdr.zxid)
-        conn = e.conn
-        if e.op == OpCode.CREATE_SESSION:
+        sid = hdr.client_id
+        if hdr.type == OpCode.CREATE_SESSION:
+            if self.is_learner:
+                self.sessions.add(sid, e.txn.timeout, self.now_ms())  # type: ignore[union-attr]
+            conn = self.connecting.pop(sid, None)
             if conn is not None and not conn.closed:
-                conn.session_established(hdr.client_id, conn.pending_timeout,
-                                         session_password(hdr.client_id))
+                self._established(conn, sid, conn.pending_timeout)
             return
+        if hdr.type == OpCode.CLOSE_SESSION:
+            self.sessions.remove(sid)
+            self.touched.pop(sid, None)
+        conn = e.conn
         if conn is None:
-            if hdr.type == OpCode.CLOSE_SESSION:
-                for c in list(self.connections):
-                    if c.session_id == hdr.client_id:
-                        c.close()
-            return
+            conn = self.local_sessions.get(sid)
+            if conn is not None and not (conn.pending and conn.pending[0][0] == WAIT_WRITE
+                                         and conn.pending[0][1] == hdr.cxid):
+                conn = None
+            if conn is None:
+                if hdr.type == OpCode.CLOSE_SESSION:
+                    self._drop_session(sid)
+                return
         if conn.closed:
             return
-        self.stats.record(e.started)
+        item = conn.pending.popleft()
+        self.stats.record(item[4])
         if res.err:
             conn.send(frame(e.xid, hdr.zxid, res.err))
         else:
-            conn.send(frame(e.xid, hdr.zxid, 0, write_result_body(e.op, res)))
-        conn.last_op(e.op, hdr.zxid)
-        if e.op == OpCode.CLOSE_SESSION:
+            conn.send(frame(e.xid, hdr.zxid, 0, write_result_body(item[2], res)))
+        conn.last_op(item[2], hdr.zxid)
+        if hdr.type == OpCode.CLOSE_SESSION:
+            self.local_sessions.pop(sid, None)
             conn.close_after_flush()
+            return
+        self._drain(conn)
+
+    def _drop_session(self, sid: int) -> None:
+        conn = self.local_sessions.pop(sid, None)
+        if conn is not None:
+            conn.close()
+
+    def _drain(self, conn: ClientConnection) -> None:
+        """Answer the reads (and released syncs) at the head of conn's queue."""
+        pending = conn.pending
+        while pending and not conn.closed:
+            kind, xid, op, req, extra = pending[0]
+            if kind == WAIT_WRITE:
+                return
+            if kind == WAIT_SYNC:
+                if extra != -1 and (self.is_learner or extra > self.tree.last_processed_zxid):
+                    return
+                pending.popleft()
+                conn.send(frame(xid, self.tree.last_processed_zxid, 0, ustring(req.path)))
+                continue
+            pending.popleft()
+            self._read(conn, xid, op, req, extra)
 
     def _deliver(self, events: list[Event]) -> None:
         for ev in events:
@@ -339,7 +517,7 @@ class ZooKeeperServer:
             elif op == OpCode.GET_ACL:
                 body = reads.get_acl(tree, conn, req, skip)
             elif op == OpCode.SYNC:
-                body = reads_path(req)
+                body = ustring(req.path)
             elif op == OpCode.MULTI_READ:
                 body = reads.multi_read(tree, conn, req, skip)
             elif op == OpCode.GET_ALL_CHILDREN_NUMBER:
@@ -439,16 +617,17 @@ class ZooKeeperServer:
 
     # ---- timers ---------------------------------------------------------------------
     def expire_sessions(self) -> None:
+        if self.is_learner:
+            return
         for sid in self.sessions.expired(self.now_ms()):
             log.info("session 0x%x expired", sid & 0xFFFFFFFFFFFFFFFF)
             self._close_expired(sid)
 
     def _close_expired(self, sid: int) -> None:
-        if self.write_error is not None:
+        if self.write_error is not None or self.is_learner:
             return
-        zxid = self.zxid + 1
-        txn = CloseSessionTxn(self.preparer.close_session(sid, zxid))
-        self._append(None, 0, OpCode.CLOSE_SESSION, None, sid, txn, OpCode.CLOSE_SESSION)
+        txn, type_ = self._prepare(sid, OpCode.CLOSE_SESSION, None, [])
+        self._append(None, 0, OpCode.CLOSE_SESSION, sid, txn, type_)
 
     def sweep_containers(self, wall_ms: int, limit: int) -> int:
         """Delete empty containers that have had children, and expired TTL nodes."""
@@ -472,12 +651,6 @@ class ZooKeeperServer:
         for p in candidates[:limit]:
             self.submit_internal(OpCode.DELETE_CONTAINER, PathOnly(p))
         return min(len(candidates), limit)
-
-
-def reads_path(req: PathOnly) -> bytes:
-    from zkpy.server.replies import ustring
-
-    return ustring(req.path)
 
 
 def who_am_i(auth_ids: list[tuple[str, str]]) -> bytes:

@@ -1,0 +1,360 @@
+"""The ZAB leader as a pure state machine: discovery, synchronisation, broadcast.
+
+Inputs: learner connections and packets, the leader's own log being durable up to a
+zxid, proposals from the request pipeline, and time.  Outputs: lists of actions (see
+actions.py).  Each connected learner is identified by a handle chosen by the caller.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from zkpy.jute.codec import Reader, Writer
+from zkpy.jute.constants import OpCode
+from zkpy.zab.actions import (
+    Abandon,
+    Action,
+    Commit,
+    Established,
+    ForwardedRequest,
+    PersistAcceptedEpoch,
+    PersistCurrentEpoch,
+    Revalidate,
+    Send,
+    SendSnapshot,
+    TouchSessions,
+)
+from zkpy.zab.packets import (
+    PROTOCOL_VERSION,
+    PacketType,
+    QuorumPacket,
+    parse_learner_info,
+    parse_request_data,
+)
+
+
+def epoch_of(zxid: int) -> int:
+    return zxid >> 32
+
+
+class Phase(Enum):
+    INFO = "info"  # connected, FOLLOWERINFO not yet received
+    EPOCH = "epoch"  # waiting for LEADERINFO/ACKEPOCH
+    SYNCING = "syncing"  # sync packets sent up to NEWLEADER, waiting for its ACK
+    WAIT_UPTODATE = "wait-uptodate"  # acked NEWLEADER, leader not established yet
+    BROADCAST = "broadcast"
+
+
+@dataclass(slots=True)
+class LearnerState:
+    handle: int
+    sid: int = -1
+    observer: bool = False
+    phase: Phase = Phase.INFO
+    accepted_epoch: int = -1
+    last_zxid: int = -1
+    epoch_acked: bool = False
+    last_heard: int = 0
+
+
+@dataclass(slots=True)
+class Proposal:
+    zxid: int
+    payload: bytes
+    acks: set[int] = field(default_factory=set)
+
+
+class Leader:
+    """Leads one epoch; abandon it (and make a new Leader) after any Abandon action."""
+
+    def __init__(self, my_id: int, voters: frozenset[int], accepted_epoch: int, current_epoch: int,
+                 last_zxid: int, history: list[tuple[int, bytes]], now_ms: int, tick_ms: int,
+                 init_limit: int, sync_limit: int, config: bytes = b"", history_limit: int = 500) -> None:
+        self.my_id = my_id
+        self.voters = voters
+        self.accepted_epoch = accepted_epoch
+        self.current_epoch = current_epoch
+        self.last_zxid = last_zxid
+        self.history: deque[tuple[int, bytes]] = deque(history[-history_limit:], maxlen=history_limit)
+        self.tick_ms = tick_ms
+        self.init_limit = init_limit
+        self.sync_limit = sync_limit
+        self.config = config
+        self.learners: dict[int, LearnerState] = {}
+        self.new_epoch: int | None = None
+        self.epoch_candidates: dict[int, int] = {my_id: accepted_epoch}
+        self.epoch_acks: set[int] = {my_id}
+        self.newleader_acks: set[int] = {my_id}
+        self.epoch_acked_quorum = False
+        self.established = False
+        self.started = now_ms
+        self.outstanding: dict[int, Proposal] = {}
+        self.last_committed = last_zxid
+        self.last_proposed = last_zxid
+        self.pending_syncs: deque[tuple[int, int]] = deque()  # (zxid to wait for, learner)
+        self.abandoned = False
+        self.next_ping = now_ms
+
+    # ---- helpers ----------------------------------------------------------------
+    def _quorum(self, ids: set[int]) -> bool:
+        return len(ids & self.voters) * 2 > len(self.voters)
+
+    def _send(self, handle: int, type_: PacketType, zxid: int, data: bytes | None = None) -> Send:
+        return Send(handle, QuorumPacket(type_, zxid, data))
+
+    def _abandon(self, reason: str) -> list[Action]:
+        self.abandoned = True
+        return [Abandon(reason)]
+
+    # ---- learner connections ----------------------------------------------------
+    def learner_connected(self, handle: int, now_ms: int) -> None:
+        self.learners[handle] = LearnerState(handle, last_heard=now_ms)
+
+    def learner_lost(self, handle: int) -> list[Action]:
+        self.learners.pop(handle, None)
+        return []
+
+    def receive(self, handle: int, pkt: QuorumPacket, now_ms: int) -> list[Action]:
+        ls = self.learners.get(handle)
+        if ls is None or self.abandoned:
+            return []
+        ls.last_heard = now_ms
+        t = pkt.type
+        if t in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
+            return self._on_info(ls, pkt)
+        if t == PacketType.ACKEPOCH:
+            return self._on_ackepoch(ls, pkt)
+        if t == PacketType.ACK:
+            return self._on_ack(ls, pkt.zxid)
+        if t == PacketType.REQUEST:
+            return self._on_request(ls, pkt)
+        if t == PacketType.PING:
+            return self._on_ping(ls, pkt)
+        if t == PacketType.REVALIDATE:
+            r = Reader(pkt.data or b"")
+            return [Revalidate(handle, r.long(), r.int())]
+        return []
+
+    # ---- discovery --------------------------------------------------------------
+    def _on_info(self, ls: LearnerState, pkt: QuorumPacket) -> list[Action]:
+        sid, _version, _cfg = parse_learner_info(pkt.data or b"")
+        ls.sid = sid
+        ls.observer = pkt.type == PacketType.OBSERVERINFO or sid not in self.voters
+        ls.accepted_epoch = epoch_of(pkt.zxid)
+        ls.phase = Phase.EPOCH
+        out: list[Action] = []
+        if self.new_epoch is None:
+            if not ls.observer:
+                self.epoch_candidates[sid] = ls.accepted_epoch
+            if self._quorum(set(self.epoch_candidates)):
+                self.new_epoch = max(self.epoch_candidates.values()) + 1
+                self.accepted_epoch = self.new_epoch
+                out.append(PersistAcceptedEpoch(self.new_epoch))
+                for other in self.learners.values():
+                    if other.phase == Phase.EPOCH:
+                        out.append(self._leaderinfo(other))
+        else:
+            out.append(self._leaderinfo(ls))
+        return out
+
+    def _leaderinfo(self, ls: LearnerState) -> Send:
+        assert self.new_epoch is not None
+        return self._send(ls.handle, PacketType.LEADERINFO, self.new_epoch << 32,
+                          PROTOCOL_VERSION.to_bytes(4, "big"))
+
+    def _on_ackepoch(self, ls: LearnerState, pkt: QuorumPacket) -> list[Action]:
+        if self.new_epoch is None:
+            return []
+        data = pkt.data or b""
+        epoch = int.from_bytes(data[:4], "big", signed=True) if len(data) >= 4 else -1
+        ls.last_zxid = pkt.zxid
+        ls.epoch_acked = True
+        out: list[Action] = []
+        if not self.epoch_acked_quorum:
+            if epoch != -1 and (epoch, pkt.zxid) > (self.current_epoch, self.last_zxid):
+                return self._abandon(f"learner {ls.sid} is ahead: epoch {epoch} zxid 0x{pkt.zxid:x}")
+            if epoch != -1 and not ls.observer:
+                self.epoch_acks.add(ls.sid)
+            if not self._quorum(self.epoch_acks):
+                return out
+            self.epoch_acked_quorum = True
+            self.current_epoch = self.new_epoch
+            out.append(PersistCurrentEpoch(self.new_epoch))
+            for other in self.learners.values():
+                if other.epoch_acked and other.phase == Phase.EPOCH:
+                    out += self._sync(other)
+            return out
+        return self._sync(ls)
+
+    # ---- synchronisation --------------------------------------------------------
+    def _sync(self, ls: LearnerState) -> list[Action]:
+        """DIFF, TRUNC or SNAP by where the learner's last zxid sits in our history."""
+        assert self.new_epoch is not None
+        out: list[Action] = []
+        peer = ls.last_zxid
+        committed = self.last_committed
+        zxids = [z for z, _ in self.history]
+        if peer == committed:
+            out.append(self._send(ls.handle, PacketType.DIFF, committed))
+        elif peer > committed:
+            if peer & 0xFFFFFFFF == 0:
+                out.append(SendSnapshot(ls.handle))
+            else:
+                out.append(self._send(ls.handle, PacketType.TRUNC, committed))
+        elif zxids and zxids[0] <= peer and (peer in zxids or peer & 0xFFFFFFFF == 0):
+            out.append(self._send(ls.handle, PacketType.DIFF, committed))
+            out += self._diff_packets(ls, peer)
+        elif zxids and zxids[0] <= peer:
+            common = max(z for z in zxids if z < peer)
+            if epoch_of(common) == epoch_of(peer):
+                out.append(self._send(ls.handle, PacketType.TRUNC, common))
+                out += self._diff_packets(ls, common)
+            else:
+                out.append(SendSnapshot(ls.handle))
+        else:
+            out.append(SendSnapshot(ls.handle))
+        for z in sorted(self.outstanding):
+            if not ls.observer:
+                out.append(self._send(ls.handle, PacketType.PROPOSAL, z, self.outstanding[z].payload))
+        out.append(self._send(ls.handle, PacketType.NEWLEADER, self.new_epoch << 32, self.config))
+        ls.phase = Phase.SYNCING
+        return out
+
+    def _diff_packets(self, ls: LearnerState, after: int) -> list[Action]:
+        out: list[Action] = []
+        for z, payload in self.history:
+            if z > after:
+                out.append(self._send(ls.handle, PacketType.PROPOSAL, z, payload))
+                out.append(self._send(ls.handle, PacketType.COMMIT, z))
+        return out
+
+    def _on_ack(self, ls: LearnerState, zxid: int) -> list[Action]:
+        if ls.phase == Phase.SYNCING and self.new_epoch is not None and zxid == self.new_epoch << 32:
+            return self._on_newleader_ack(ls)
+        if ls.observer or ls.phase not in (Phase.BROADCAST, Phase.WAIT_UPTODATE):
+            if ls.phase == Phase.SYNCING and zxid in self.outstanding and not ls.observer:
+                self.outstanding[zxid].acks.add(ls.sid)
+            return []
+        p = self.outstanding.get(zxid)
+        if p is None:
+            return []
+        p.acks.add(ls.sid)
+        return self._try_commit()
+
+    def _on_newleader_ack(self, ls: LearnerState) -> list[Action]:
+        assert self.new_epoch is not None
+        out: list[Action] = []
+        if self.established:
+            ls.phase = Phase.BROADCAST
+            out.append(self._send(ls.handle, PacketType.UPTODATE, -1))
+            return out
+        ls.phase = Phase.WAIT_UPTODATE
+        if not ls.observer:
+            self.newleader_acks.add(ls.sid)
+        if self._quorum(self.newleader_acks):
+            self.established = True
+            self.last_committed = self.last_proposed = max(self.last_committed, self.new_epoch << 32)
+            out.append(Established(self.new_epoch))
+            for other in self.learners.values():
+                if other.phase == Phase.WAIT_UPTODATE:
+                    other.phase = Phase.BROADCAST
+                    out.append(self._send(other.handle, PacketType.UPTODATE, -1))
+        return out
+
+    # ---- broadcast --------------------------------------------------------------
+    def next_zxid(self) -> int:
+        """The zxid for the next proposal (epoch << 32 | counter)."""
+        assert self.new_epoch is not None
+        z = self.last_proposed + 1
+        if epoch_of(z) != self.new_epoch:
+            z = (self.new_epoch << 32) | 1
+        return z
+
+    def propose(self, zxid: int, payload: bytes) -> list[Action]:
+        """A txn from the request pipeline; the leader's own log write is acked via persisted()."""
+        if zxid & 0xFFFFFFFF == 0xFFFFFFFF:
+            return self._abandon("zxid counter exhausted; forcing a new epoch")
+        self.last_proposed = zxid
+        self.outstanding[zxid] = Proposal(zxid, payload)
+        out: list[Action] = []
+        for ls in self.learners.values():
+            if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST) and not ls.observer:
+                out.append(self._send(ls.handle, PacketType.PROPOSAL, zxid, payload))
+        return out
+
+    def persisted(self, zxid: int) -> list[Action]:
+        """The leader's log is durable up to zxid: that is the leader's own ACK."""
+        for z, p in self.outstanding.items():
+            if z <= zxid:
+                p.acks.add(self.my_id)
+        return self._try_commit()
+
+    def _try_commit(self) -> list[Action]:
+        out: list[Action] = []
+        while self.outstanding:
+            z = min(self.outstanding)
+            p = self.outstanding[z]
+            if not self._quorum(p.acks):
+                break
+            del self.outstanding[z]
+            self.last_committed = z
+            self.history.append((z, p.payload))
+            for ls in self.learners.values():
+                if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST):
+                    if ls.observer:
+                        out.append(self._send(ls.handle, PacketType.INFORM, z, p.payload))
+                    else:
+                        out.append(self._send(ls.handle, PacketType.COMMIT, z))
+            out.append(Commit(z))
+        while self.pending_syncs and self.pending_syncs[0][0] <= self.last_committed:
+            _, handle = self.pending_syncs.popleft()
+            if handle in self.learners:
+                out.append(self._send(handle, PacketType.SYNC, 0))
+        return out
+
+    def _on_request(self, ls: LearnerState, pkt: QuorumPacket) -> list[Action]:
+        sid, cxid, op, body = parse_request_data(pkt.data or b"")
+        if op == OpCode.SYNC:
+            if not self.outstanding:
+                return [self._send(ls.handle, PacketType.SYNC, 0)]
+            self.pending_syncs.append((self.last_proposed, ls.handle))
+            return []
+        return [ForwardedRequest(ls.handle, sid, cxid, op, body, pkt.auth or ())]
+
+    def revalidated(self, handle: int, session_id: int, valid: bool) -> list[Action]:
+        data = Writer().long(session_id).bool(valid).getvalue()
+        return [self._send(handle, PacketType.REVALIDATE, -1, data)]
+
+    def _on_ping(self, ls: LearnerState, pkt: QuorumPacket) -> list[Action]:
+        r = Reader(pkt.data or b"")
+        touches = []
+        while r.remaining() >= 12:
+            touches.append((r.long(), r.int()))
+        return [TouchSessions(ls.handle, tuple(touches))] if touches else []
+
+    # ---- time -------------------------------------------------------------------
+    def tick(self, now_ms: int) -> list[Action]:
+        if self.abandoned:
+            return []
+        limit = (self.init_limit if not self.established else self.sync_limit) * self.tick_ms
+        if not self.established and now_ms - self.started > self.init_limit * self.tick_ms:
+            return self._abandon("no quorum of followers synced within initLimit")
+        out: list[Action] = []
+        if self.established:
+            synced = {self.my_id} | {
+                ls.sid for ls in self.learners.values()
+                if ls.phase == Phase.BROADCAST and not ls.observer and now_ms - ls.last_heard <= limit
+            }
+            if not self._quorum(synced):
+                return self._abandon("lost the quorum of synced followers")
+        if now_ms >= self.next_ping:
+            self.next_ping = now_ms + self.tick_ms // 2
+            for ls in self.learners.values():
+                if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST):
+                    out.append(self._send(ls.handle, PacketType.PING, self.last_proposed))
+        return out
+
+    def next_deadline(self) -> int:
+        return self.next_ping

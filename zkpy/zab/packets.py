@@ -1,0 +1,130 @@
+"""QuorumPacket: the records learners and the leader exchange on the quorum port.
+
+The stream carries jute records back to back with no length prefix:
+`int type, long zxid, buffer data, vector<Id> authinfo`.  `PacketReader` splits a byte
+stream into packets incrementally; it also hands out the raw snapshot stream that
+follows a SNAP packet.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+from typing import NamedTuple
+
+from zkpy.jute.codec import JuteError, Reader, Writer
+
+_HDR = struct.Struct(">iqi")  # type, zxid, data length
+MAX_PACKET_DATA = 64 * 1024 * 1024
+
+
+class PacketType(IntEnum):
+    REQUEST = 1
+    PROPOSAL = 2
+    ACK = 3
+    COMMIT = 4
+    PING = 5
+    REVALIDATE = 6
+    SYNC = 7
+    INFORM = 8
+    COMMITANDACTIVATE = 9
+    NEWLEADER = 10
+    FOLLOWERINFO = 11
+    UPTODATE = 12
+    DIFF = 13
+    TRUNC = 14
+    SNAP = 15
+    OBSERVERINFO = 16
+    LEADERINFO = 17
+    ACKEPOCH = 18
+    INFORMANDACTIVATE = 19
+
+
+PROTOCOL_VERSION = 0x10000
+
+
+class QuorumPacket(NamedTuple):
+    type: int
+    zxid: int
+    data: bytes | None = None
+    auth: tuple[tuple[str, str], ...] | None = None
+
+    def encode(self) -> bytes:
+        w = Writer().int(self.type).long(self.zxid).buffer(self.data)
+        if self.auth is None:
+            w.int(-1)
+        else:
+            w.int(len(self.auth))
+            for scheme, ident in self.auth:
+                w.ustring(scheme).ustring(ident)
+        return w.getvalue()
+
+
+def learner_info(sid: int, config_version: int = 0) -> bytes:
+    return Writer().long(sid).int(PROTOCOL_VERSION).long(config_version).getvalue()
+
+
+def parse_learner_info(data: bytes) -> tuple[int, int, int]:
+    r = Reader(data)
+    sid = r.long()
+    version = r.int() if r.remaining() >= 4 else 0
+    cfg = r.long() if r.remaining() >= 8 else 0
+    return sid, version, cfg
+
+
+def request_data(session_id: int, cxid: int, op: int, body: bytes) -> bytes:
+    return struct.pack(">qii", session_id, cxid, op) + body
+
+
+def parse_request_data(data: bytes) -> tuple[int, int, int, bytes]:
+    if len(data) < 16:
+        raise JuteError("REQUEST packet too short")
+    sid, cxid, op = struct.unpack_from(">qii", data)
+    return sid, cxid, op, data[16:]
+
+
+class PacketReader:
+    """Incremental decoder of a QuorumPacket stream."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+
+    def next(self) -> QuorumPacket | None:
+        """The next complete packet, or None if more bytes are needed."""
+        buf = self.buf
+        if len(buf) < 16:
+            return None
+        type_, zxid, n = _HDR.unpack_from(buf, 0)
+        if n < -1 or n > MAX_PACKET_DATA:
+            raise JuteError(f"quorum packet data length {n} out of range")
+        pos = 16 + max(n, 0)
+        if len(buf) < pos + 4:
+            return None
+        data = None if n == -1 else bytes(buf[16:pos])
+        r = Reader(buf, pos)
+        try:
+            count = r.int()
+            auth: list[tuple[str, str]] | None = None
+            if count >= 0:
+                if count > 1024:
+                    raise JuteError(f"authinfo count {count} out of range")
+                auth = []
+                for _ in range(count):
+                    auth.append((r.ustring() or "", r.ustring() or ""))
+        except JuteError as e:
+            if "truncated" in str(e):
+                return None
+            raise
+        del buf[: r.pos]
+        return QuorumPacket(type_, zxid, data, tuple(auth) if auth is not None else None)
+
+    def take_raw(self, n: int) -> bytes | None:
+        """n raw bytes (the snapshot stream after SNAP), or None if not all arrived."""
+        if len(self.buf) < n:
+            return None
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
