@@ -40,11 +40,13 @@ def run_four_letter_word(server: ZooKeeperServer, code: int) -> str:
         return ""
     if word not in server.config.four_letter_words:
         return f"{word} is not executed because it is not in the whitelist.\n"
+    if not server.serving and word not in ("ruok", "conf", "envi", "dirs", "gtmk", "stmk", "isro"):
+        return "This ZooKeeper instance is not currently serving requests\n"
     return _COMMANDS[word](server)
 
 
 def _mode(server: ZooKeeperServer) -> str:
-    return "standalone"
+    return server.mode
 
 
 def _srvr_body(server: ZooKeeperServer) -> str:
@@ -256,7 +258,7 @@ def srst(server: ZooKeeperServer) -> str:
 
 _COMMANDS: dict[str, Callable[[ZooKeeperServer], str]] = {
     "ruok": lambda s: "imok",
-    "isro": lambda s: "rw",
+    "isro": lambda s: "rw" if s.serving else "null",
     "gtmk": lambda s: "0",
     "stmk": lambda s: "0",
     "hash": lambda s: "",

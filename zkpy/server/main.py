@@ -9,7 +9,7 @@ import sys
 import click
 
 from zkpy import ZK_COMPAT_VERSION, __version__
-from zkpy.server.config import ConfigError, load_config
+from zkpy.server.config import Config, ConfigError, load_config
 
 
 def _install_loop() -> None:
@@ -43,19 +43,31 @@ def start(config: str, log_level: str) -> None:
         sys.exit(2)
     for w in cfg.warnings:
         logging.getLogger("zkpy.config").warning("%s", w)
-    if not cfg.standalone:
-        click.echo("zkpy-server: ensemble mode (server.N lines) is not implemented yet; "
-                   "remove the server.N lines to run standalone", err=True)
-        sys.exit(2)
-    from zkpy.server.standalone import StandaloneServer
-
     _install_loop()
-    server = StandaloneServer(cfg)
     try:
-        asyncio.run(server.run_until_stopped())
-    except OSError as e:
+        if cfg.standalone:
+            from zkpy.server.standalone import StandaloneServer
+
+            asyncio.run(StandaloneServer(cfg).run_until_stopped())
+        else:
+            asyncio.run(_run_quorum(cfg))
+    except (OSError, RuntimeError) as e:
         click.echo(f"zkpy-server: {e}", err=True)
         sys.exit(1)
+
+
+async def _run_quorum(cfg: Config) -> None:
+    import signal
+
+    from zkpy.zab.peer import QuorumPeer
+
+    if cfg.init_limit is None or cfg.sync_limit is None:
+        raise RuntimeError("an ensemble needs initLimit and syncLimit in the config")
+    peer = QuorumPeer(cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, peer.request_stop)
+    await peer.run()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,534 @@
+"""QuorumPeer: the asyncio shell that runs election, then leads or follows.
+
+All protocol decisions live in the pure cores (zkpy.election.fle, zkpy.zab.leader,
+zkpy.zab.learner); this module moves their bytes over TCP, executes their actions in
+order, and swaps the server core a client connection talks to when the role changes.
+On every return to LOOKING the database is reloaded from disk, so the tree is exactly
+what the txn log holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zkpy.election.fle import Decided, FastLeaderElection
+from zkpy.election.fle import Send as FleSend
+from zkpy.election.messages import Notification, ServerState
+from zkpy.election.transport import ElectionTransport
+from zkpy.jute.codec import Writer
+from zkpy.jute.txns import TxnHeader
+from zkpy.persistence.files import VERSION_DIR
+from zkpy.persistence.recovery import recover, take_snapshot
+from zkpy.persistence.txnlog import TxnLog, iter_log
+from zkpy.server.config import Config
+from zkpy.server.connection import ClientConnection
+from zkpy.server.core import ZooKeeperServer
+from zkpy.zab import actions as A
+from zkpy.zab.epochs import load_epochs, write_epoch
+from zkpy.zab.leader import Leader
+from zkpy.zab.learner import Learner
+from zkpy.zab.packets import PacketReader, PacketType, QuorumPacket, request_data
+from zkpy.zab.snapstream import SnapScanner, decode_snap_stream, encode_snap_stream
+
+log = logging.getLogger("zkpy.quorum")
+
+
+def read_myid(data_dir: Path) -> int:
+    try:
+        return int((data_dir / "myid").read_text().split()[0])
+    except (OSError, ValueError, IndexError) as e:
+        raise RuntimeError(f"{data_dir / 'myid'} must hold this server's id (server.N): {e}") from None
+
+
+class QuorumStream(asyncio.Protocol):
+    """One quorum-port TCP connection; hands complete packets to `on_packet`."""
+
+    def __init__(self, on_packet: Callable[[QuorumStream, QuorumPacket], None],
+                 on_lost: Callable[[QuorumStream], None]) -> None:
+        self.reader = PacketReader()
+        self.on_packet = on_packet
+        self.on_lost = on_lost
+        self.transport: asyncio.Transport | None = None
+        self.handle = 0
+        self.snap_zxid: int | None = None  # reading a SNAP stream for this zxid
+        self.scanner: SnapScanner | None = None
+        self.on_snapshot: Callable[[bytes, int], None] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        try:
+            while not self.closed:
+                if self.snap_zxid is not None:
+                    assert self.scanner is not None and self.on_snapshot is not None
+                    n = self.scanner.scan(memoryview(self.reader.buf))
+                    if n is None:
+                        return
+                    stream = self.reader.take_raw(n)
+                    zxid, self.snap_zxid, self.scanner = self.snap_zxid, None, None
+                    self.on_snapshot(stream or b"", zxid)
+                    continue
+                pkt = self.reader.next()
+                if pkt is None:
+                    return
+                self.on_packet(self, pkt)
+        except Exception as e:  # a peer sending garbage must not take the server down
+            log.warning("dropping quorum connection: %s", e)
+            self.close()
+
+    def send(self, pkt: QuorumPacket, raw: bytes = b"") -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(pkt.encode() + raw)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.on_lost(self)
+
+
+class QuorumPeer:
+    """One member of an ensemble, configured by zoo.cfg's server.N lines."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.my_id = read_myid(config.data_dir)
+        if self.my_id not in config.servers:
+            raise RuntimeError(f"myid {self.my_id} has no server.{self.my_id} line in the config")
+        self.me = config.servers[self.my_id]
+        self.voters = frozenset(s for s, spec in config.servers.items() if not spec.observer)
+        self.observers = frozenset(s for s, spec in config.servers.items() if spec.observer)
+        self.snap_dir = config.data_dir / VERSION_DIR
+        self.fle = FastLeaderElection(self.my_id, self.voters, self.observers)
+        self.transport: ElectionTransport | None = None
+        self.core = ZooKeeperServer(config, server_id=self.my_id)
+        self.core.serving = False
+        self.state = ServerState.LOOKING
+        self._decided: asyncio.Future[Decided] | None = None
+        self._role_done: asyncio.Future[str] | None = None
+        self._fle_timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self.listener: asyncio.base_events.Server | None = None
+        self.txn_log: TxnLog | None = None
+
+    @property
+    def tick(self) -> int:
+        return self.config.tick_time
+
+    @staticmethod
+    def now() -> int:
+        return int(time.monotonic() * 1000)
+
+    # ---- lifecycle --------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        peers = {sid: (s.host, s.election_port) for sid, s in self.config.servers.items()}
+        self.transport = ElectionTransport(self.my_id, (self.me.host, self.me.election_port), peers,
+                                           self._on_election_message)
+        await self.transport.start()
+        port = self.config.client_port or self.me.client_port or 2181
+        addr = self.config.client_port_address
+        self.listener = await loop.create_server(lambda: ClientConnection(self.core), addr, port,
+                                                 reuse_address=True, backlog=1024)
+        log.info("server %d: clients on %s:%d, election on %s:%d", self.my_id, addr, port,
+                 self.me.host, self.me.election_port)
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            while not self._stopping:
+                tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
+                accepted, current = load_epochs(self.snap_dir, last_zxid)
+                decided = await self._elect(last_zxid, current)
+                if self._stopping:
+                    break
+                if decided.state == ServerState.LEADING:
+                    reason = await self._lead(tree, last_zxid, accepted, current)
+                else:
+                    reason = await self._follow(decided, tree, last_zxid, accepted, current)
+                log.warning("server %d leaves %s: %s", self.my_id, self.state.name, reason)
+                self._retire_core()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for fut in (self._decided, self._role_done):
+            if fut is not None and not fut.done():
+                fut.set_result("stopping")  # type: ignore[arg-type]
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.transport is not None:
+            await self.transport.close()
+            self.transport = None
+        self._retire_core()
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        for fut in (self._decided, self._role_done):
+            if fut is not None and not fut.done():
+                fut.set_result("stopping")  # type: ignore[arg-type]
+
+    def _retire_core(self) -> None:
+        old = self.core
+        for c in list(old.connections):
+            c.close()
+        old.close()
+        if self.txn_log is not None:
+            self.txn_log.close()
+            self.txn_log = None
+        self.core = ZooKeeperServer(self.config, server_id=self.my_id)
+        self.core.serving = False
+
+    # ---- election ---------------------------------------------------------------
+    def _on_election_message(self, sid: int, payload: bytes) -> None:
+        n = Notification.decode(payload)
+        if n is not None:
+            self._run_fle(self.fle.receive(self.now(), sid, n))
+
+    def _run_fle(self, actions: list[Any]) -> None:
+        for a in actions:
+            if isinstance(a, FleSend):
+                if self.transport is not None:
+                    self.transport.send(a.to, a.message.encode())
+            elif isinstance(a, Decided) and self._decided is not None and not self._decided.done():
+                self._decided.set_result(a)
+        self._arm_fle_timer()
+
+    def _arm_fle_timer(self) -> None:
+        if self._fle_timer is not None:
+            self._fle_timer.cancel()
+        deadline = self.fle.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, (deadline - self.now()) / 1000.0)
+            self._fle_timer = asyncio.get_running_loop().call_later(
+                delay, lambda: self._run_fle(self.fle.tick(self.now())))
+
+    async def _elect(self, last_zxid: int, current_epoch: int) -> Decided:
+        self.state = ServerState.LOOKING
+        self._decided = asyncio.get_running_loop().create_future()
+        self._run_fle(self.fle.look(self.now(), last_zxid, current_epoch))
+        decided = await self._decided
+        if isinstance(decided, Decided):
+            self.state = decided.state
+            log.info("server %d: election done, %s, leader %d", self.my_id, decided.state.name,
+                     decided.vote.leader)
+        return decided
+
+    # ---- shared role plumbing ---------------------------------------------------------
+    def _open_log(self) -> TxnLog:
+        log_dir = self.config.data_log_dir / VERSION_DIR
+        self.txn_log = TxnLog(log_dir, self.config.pre_alloc_size_kb * 1024, self.config.force_sync)
+        return self.txn_log
+
+    def _new_core(self, tree: Any, glue: Any) -> ZooKeeperServer:
+        core = ZooKeeperServer(self.config, tree, self.txn_log, server_id=self.my_id, zab=glue)
+        core.attach(asyncio.get_running_loop())
+        core.serving = False
+        old = self.core
+        for c in list(old.connections):
+            c.close()
+        old.close()
+        self.core = core
+        return core
+
+    async def _ticker(self, tick_fn: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(self.tick / 2000.0)
+            tick_fn()
+
+    # ---- leading ----------------------------------------------------------------------
+    async def _lead(self, tree: Any, last_zxid: int, accepted: int, current: int) -> str:
+        loop = asyncio.get_running_loop()
+        self._role_done = loop.create_future()
+        self._open_log()
+        history = [(h.zxid, h.encode() + rec) for h, rec in _tail(iter_log(
+            self.config.data_log_dir / VERSION_DIR, 0), 500)]
+        leader = Leader(self.my_id, self.voters, accepted, current, last_zxid, history, self.now(),
+                        self.tick, self.config.init_limit or 10, self.config.sync_limit or 5,
+                        self._config_text())
+        glue = _LeaderGlue(self, leader)
+        core = self._new_core(tree, glue)
+        glue.core = core
+        streams: dict[int, QuorumStream] = {}
+        next_handle = [1]
+
+        def on_packet(stream: QuorumStream, pkt: QuorumPacket) -> None:
+            glue.run(leader.receive(stream.handle, pkt, self.now()))
+
+        def on_lost(stream: QuorumStream) -> None:
+            streams.pop(stream.handle, None)
+            glue.run(leader.learner_lost(stream.handle))
+
+        def factory() -> QuorumStream:
+            s = QuorumStream(on_packet, on_lost)
+            s.handle = next_handle[0]
+            next_handle[0] += 1
+            streams[s.handle] = s
+            leader.learner_connected(s.handle, self.now())
+            return s
+
+        glue.streams = streams
+        server = await loop.create_server(factory, self.me.host, self.me.quorum_port, reuse_address=True)
+
+        def tick() -> None:
+            glue.run(leader.tick(self.now()))
+            if leader.established:
+                core.expire_sessions()
+                core.flush_dirty()
+
+        ticker = loop.create_task(self._ticker(tick))
+        try:
+            return await self._role_done
+        finally:
+            ticker.cancel()
+            server.close()
+            for s in list(streams.values()):
+                s.close()
+
+    def _config_text(self) -> bytes:
+        lines = []
+        for sid, s in sorted(self.config.servers.items()):
+            role = "observer" if s.observer else "participant"
+            lines.append(f"server.{sid}={s.host}:{s.quorum_port}:{s.election_port}:{role}")
+        lines.append("version=0")
+        return "\n".join(lines).encode()
+
+    def _established(self, epoch: int, state: ServerState, leader_sid: int) -> None:
+        core = self.core
+        core.tree.last_processed_zxid = max(core.tree.last_processed_zxid, epoch << 32)
+        core.serving = True
+        vote = self.fle.current_vote
+        self.fle.established(state, type(vote)(leader_sid, vote.zxid, vote.election_epoch, epoch))
+        log.info("server %d serving as %s in epoch %d", self.my_id, state.name, epoch)
+
+    def _finish_role(self, reason: str) -> None:
+        if self._role_done is not None and not self._role_done.done():
+            self._role_done.set_result(reason)
+
+    # ---- following ----------------------------------------------------------------------
+    async def _follow(self, decided: Decided, tree: Any, last_zxid: int, accepted: int,
+                      current: int) -> str:
+        loop = asyncio.get_running_loop()
+        self._role_done = loop.create_future()
+        leader_spec = self.config.servers.get(decided.vote.leader)
+        if leader_spec is None:
+            return f"unknown leader {decided.vote.leader}"
+        self._open_log()
+        observer = self.my_id in self.observers
+        learner = Learner(self.my_id, observer, accepted, current, last_zxid, self.now(), self.tick,
+                          self.config.init_limit or 10, self.config.sync_limit or 5)
+        glue = _LearnerGlue(self, learner, "observer" if observer else "follower", decided.vote.leader)
+        core = self._new_core(tree, glue)
+        glue.core = core
+
+        def on_packet(stream: QuorumStream, pkt: QuorumPacket) -> None:
+            if pkt.type == PacketType.SNAP:
+                stream.snap_zxid = pkt.zxid
+                stream.scanner = SnapScanner()
+            glue.run(learner.receive(pkt, self.now()))
+
+        def on_snapshot(stream_bytes: bytes, zxid: int) -> None:
+            glue.run(learner.snapshot_arrived(stream_bytes, zxid))
+
+        def on_lost(stream: QuorumStream) -> None:
+            self._finish_role("connection to the leader lost")
+
+        deadline = time.monotonic() + (self.config.init_limit or 10) * self.tick / 1000.0
+        stream: QuorumStream | None = None
+        while stream is None:
+            try:
+                _, stream = await asyncio.wait_for(loop.create_connection(
+                    lambda: QuorumStream(on_packet, on_lost), leader_spec.host, leader_spec.quorum_port), 5)
+            except (TimeoutError, OSError):
+                if time.monotonic() > deadline or self._stopping:
+                    return f"cannot reach leader {decided.vote.leader} at {leader_spec.host}:" \
+                           f"{leader_spec.quorum_port}"
+                await asyncio.sleep(0.2)
+        stream.on_snapshot = on_snapshot
+        glue.stream = stream
+        glue.run(learner.connected(self.now()))
+
+        def tick() -> None:
+            glue.run(learner.tick(self.now()))
+
+        ticker = loop.create_task(self._ticker(tick))
+        try:
+            return await self._role_done
+        finally:
+            ticker.cancel()
+            stream.close()
+
+
+def _tail(it: Any, n: int) -> list[tuple[TxnHeader, bytes]]:
+    from collections import deque
+
+    return list(deque(it, maxlen=n))
+
+
+class _LeaderGlue:
+    """Replication for the leader's server core, and the leader core's action runner."""
+
+    role = "leader"
+
+    def __init__(self, peer: QuorumPeer, leader: Leader) -> None:
+        self.peer = peer
+        self.leader = leader
+        self.core: ZooKeeperServer | None = None
+        self.streams: dict[int, QuorumStream] = {}
+
+    def next_zxid(self) -> int:
+        return self.leader.next_zxid()
+
+    def propose(self, hdr: TxnHeader, payload: bytes) -> None:
+        self.run(self.leader.propose(hdr.zxid, payload))
+
+    def persisted(self, zxid: int) -> None:
+        self.run(self.leader.persisted(zxid))
+
+    def forward(self, *args: Any) -> None:
+        raise RuntimeError("the leader does not forward requests")
+
+    def revalidate(self, *args: Any) -> None:
+        raise RuntimeError("the leader does not revalidate through itself")
+
+    def run(self, actions: list[A.Action]) -> None:
+        core = self.core
+        assert core is not None
+        for a in actions:
+            if isinstance(a, A.Send):
+                s = self.streams.get(a.to)
+                if s is not None:
+                    s.send(a.packet)
+            elif isinstance(a, A.SendSnapshot):
+                s = self.streams.get(a.to)
+                if s is not None:
+                    zxid = core.tree.last_processed_zxid
+                    s.send(QuorumPacket(PacketType.SNAP, zxid), encode_snap_stream(core.tree))
+            elif isinstance(a, A.Commit):
+                core.commit(a.zxid)
+            elif isinstance(a, A.PersistAcceptedEpoch):
+                write_epoch(self.peer.snap_dir, "acceptedEpoch", a.epoch)
+            elif isinstance(a, A.PersistCurrentEpoch):
+                write_epoch(self.peer.snap_dir, "currentEpoch", a.epoch)
+            elif isinstance(a, A.Established):
+                self.peer._established(a.epoch, ServerState.LEADING, self.peer.my_id)
+            elif isinstance(a, A.ForwardedRequest):
+                core.forwarded(a.session_id, a.cxid, a.op, a.body, list(a.auth))
+            elif isinstance(a, A.Revalidate):
+                session = core.sessions.sessions.get(a.session_id)
+                valid = session is not None and not session.closing
+                if valid:
+                    session.timeout = a.timeout  # type: ignore[union-attr]
+                    core.sessions.touch(a.session_id, core.now_ms())
+                self.run(self.leader.revalidated(a.learner, a.session_id, valid))
+            elif isinstance(a, A.TouchSessions):
+                now = core.now_ms()
+                for sid, _timeout in a.sessions:
+                    core.sessions.touch(sid, now)
+            elif isinstance(a, A.Abandon):
+                self.peer._finish_role(a.reason)
+        core.flush_dirty()
+
+
+class _LearnerGlue:
+    """Replication for a follower's or observer's server core; runs learner actions."""
+
+    def __init__(self, peer: QuorumPeer, learner: Learner, role: str, leader_sid: int) -> None:
+        self.peer = peer
+        self.learner = learner
+        self.role = role
+        self.leader_sid = leader_sid
+        self.core: ZooKeeperServer | None = None
+        self.stream: QuorumStream | None = None
+
+    def next_zxid(self) -> int:
+        raise RuntimeError("learners do not assign zxids")
+
+    def propose(self, hdr: TxnHeader, payload: bytes) -> None:
+        raise RuntimeError("learners do not propose")
+
+    def persisted(self, zxid: int) -> None:
+        self.run(self.learner.persisted(zxid))
+
+    def forward(self, session_id: int, cxid: int, op: int, body: bytes,
+                auth: list[tuple[str, str]]) -> None:
+        if self.stream is not None:
+            self.stream.send(QuorumPacket(PacketType.REQUEST, -1, request_data(session_id, cxid, op, body),
+                                          tuple(auth)))
+
+    def revalidate(self, session_id: int, timeout: int) -> None:
+        if self.stream is not None:
+            data = Writer().long(session_id).int(timeout).getvalue()
+            self.stream.send(QuorumPacket(PacketType.REVALIDATE, -1, data))
+
+    def _replace_tree(self, tree: Any) -> None:
+        core = self.core
+        assert core is not None
+        core.tree = tree
+        core.preparer.tree = tree
+        core.zxid = tree.last_processed_zxid
+        now = core.now_ms()
+        for sid, timeout in tree.sessions.items():
+            core.sessions.add(sid, timeout, now)
+
+    def run(self, actions: list[A.Action]) -> None:
+        core = self.core
+        peer = self.peer
+        assert core is not None
+        for a in actions:
+            if isinstance(a, A.Send):
+                if self.stream is not None:
+                    self.stream.send(a.packet)
+            elif isinstance(a, A.LogTxns):
+                for p in a.payloads:
+                    core.log_proposal(p)
+                if a.sync and peer.txn_log is not None:
+                    peer.txn_log.sync()
+            elif isinstance(a, A.Commit):
+                core.commit(a.zxid)
+            elif isinstance(a, A.PersistAcceptedEpoch):
+                write_epoch(peer.snap_dir, "acceptedEpoch", a.epoch)
+            elif isinstance(a, A.PersistCurrentEpoch):
+                write_epoch(peer.snap_dir, "currentEpoch", a.epoch)
+            elif isinstance(a, A.LoadSnapshot):
+                self._replace_tree(decode_snap_stream(a.stream, a.zxid))
+            elif isinstance(a, A.Truncate):
+                if peer.txn_log is not None:
+                    peer.txn_log.truncate(a.zxid)
+                tree, _ = recover(peer.config.data_dir, peer.config.data_log_dir)
+                self._replace_tree(tree)
+            elif isinstance(a, A.TakeSnapshot):
+                take_snapshot(core.tree, peer.config.data_dir, fsync=True)
+                if peer.txn_log is not None:
+                    peer.txn_log.roll()
+            elif isinstance(a, A.Established):
+                state = ServerState.OBSERVING if self.role == "observer" else ServerState.FOLLOWING
+                peer._established(a.epoch, state, self.leader_sid)
+            elif isinstance(a, A.PingReply):
+                w = Writer()
+                for sid, timeout in core.touched.items():
+                    w.long(sid).int(timeout)
+                core.touched.clear()
+                if self.stream is not None:
+                    self.stream.send(QuorumPacket(PacketType.PING, a.zxid, w.getvalue()))
+            elif isinstance(a, A.SyncReleased):
+                core.sync_released()
+            elif isinstance(a, A.RevalidateAnswer):
+                core.revalidated(a.session_id, a.valid)
+            elif isinstance(a, A.Abandon):
+                peer._finish_role(a.reason)
+        core.flush_dirty()
