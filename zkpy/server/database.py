@@ -1,31 +1,106 @@
-"""Opening the data directory: recover the tree and open the txn log.
+"""The data directory of a running server: recovery, the txn log, periodic snapshots.
 
-Until the durable log lands this is an in-memory database: nothing survives a restart.
+Start-up follows Apache ZooKeeper: recover (newest valid snapshot + the log after it),
+then write a fresh snapshot so the directory always holds one (Java refuses a data
+dir with logs but no snapshot).  While serving, a snapshot is triggered after
+snapCount/2 + rand(snapCount/2) txns, as the reference randomises it: the log is
+rolled, the node list is copied on the event loop and serialised in a worker thread
+(a fuzzy snapshot: replaying the log over it is idempotent).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from zkpy.datatree.tree import DataTree
+from zkpy.persistence.files import VERSION_DIR, file_name
+from zkpy.persistence.recovery import purge, recover, take_snapshot
+from zkpy.persistence.snapshot import snapshot_items, write_snapshot_items
+from zkpy.persistence.txnlog import TxnLog
 from zkpy.server.config import Config
+
+log = logging.getLogger("zkpy.persistence")
 
 
 class Database:
     """The tree recovered from disk plus the txn log new writes go to."""
 
-    def __init__(self, tree: DataTree, txn_log: Any) -> None:
+    def __init__(self, config: Config, tree: DataTree, txn_log: TxnLog) -> None:
+        self.config = config
         self.tree = tree
         self.txn_log = txn_log
+        self.snap_dir = config.data_dir / VERSION_DIR
+        self._since_snapshot = 0
+        self._roll_at = self._next_roll()
+        self._snapshotting = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-snapshot")
+
+    def _next_roll(self) -> int:
+        half = max(1, self.config.snap_count // 2)
+        return half + random.randrange(half)
 
     def attach(self, core: Any) -> None:
-        """Hook the snapshot trigger into the server core."""
+        """Count applied txns in the server core to trigger snapshots."""
+        core.on_applied = self._applied
+
+    def _applied(self, zxid: int) -> None:
+        self._since_snapshot += 1
+        if self._since_snapshot >= self._roll_at:
+            self.snapshot_in_background()
+
+    def snapshot_in_background(self) -> None:
+        if self._snapshotting:
+            log.warning("too busy to snapshot: the previous one is still being written")
+            return
+        self._since_snapshot = 0
+        self._roll_at = self._next_roll()
+        self.txn_log.roll()
+        tree = self.tree
+        zxid = tree.last_processed_zxid
+        items = snapshot_items(tree)
+        sessions = dict(tree.sessions)
+        path = self.snap_dir / file_name("snapshot", zxid)
+        self._snapshotting = True
+        started = time.monotonic()
+
+        def write() -> None:
+            write_snapshot_items(items, sessions, path, fsync=False)
+
+        def done(fut: Any) -> None:
+            self._snapshotting = False
+            exc = fut.exception()
+            if exc is not None:
+                log.error("snapshot %s failed: %s", path, exc)
+            else:
+                log.info("snapshot %s written (%d znodes, %.2fs)", path.name, len(items),
+                         time.monotonic() - started)
+
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, write)
+        fut.add_done_callback(done)
+
+    def purge(self) -> list[Path]:
+        removed = purge(self.config.data_dir, self.config.data_log_dir, self.config.snap_retain_count)
+        for p in removed:
+            log.info("purged %s", p)
+        return removed
 
     def close(self) -> None:
-        if self.txn_log is not None:
-            self.txn_log.close()
+        self._executor.shutdown(wait=True)
+        self.txn_log.close()
 
 
 def open_database(config: Config) -> Database:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    return Database(DataTree(), None)
+    """Recover the data directory and open the txn log (fails with a clear message)."""
+    started = time.monotonic()
+    tree, last = recover(config.data_dir, config.data_log_dir)
+    take_snapshot(tree, config.data_dir, fsync=True)
+    txn_log = TxnLog(config.data_log_dir / VERSION_DIR, config.pre_alloc_size_kb * 1024,
+                     config.force_sync)
+    log.info("database ready at zxid 0x%x in %.2fs", last, time.monotonic() - started)
+    return Database(config, tree, txn_log)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import click
 
 from zkpy import ZK_COMPAT_VERSION, __version__
+from zkpy.persistence.files import PersistenceError
 from zkpy.server.config import Config, ConfigError, load_config
 
 
@@ -51,9 +53,55 @@ def start(config: str, log_level: str) -> None:
             asyncio.run(StandaloneServer(cfg).run_until_stopped())
         else:
             asyncio.run(_run_quorum(cfg))
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, PersistenceError) as e:
         click.echo(f"zkpy-server: {e}", err=True)
         sys.exit(1)
+
+
+@cli.command("purge")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("-n", "--count", default=3, show_default=True, help="snapshots to keep (at least 3)")
+def purge_cmd(config: str, count: int) -> None:
+    """Delete old snapshots and txn logs of CONFIG's data dirs (like zkCleanup.sh)."""
+    from zkpy.persistence.recovery import purge
+
+    cfg = _load_or_exit(config)
+    if count < 3:
+        raise click.BadParameter("must be at least 3", param_hint="--count")
+    for p in purge(cfg.data_dir, cfg.data_log_dir, count):
+        click.echo(f"removed {p}")
+
+
+@cli.command("dump-log")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per txn")
+def dump_log_cmd(file: str, as_json: bool) -> None:
+    """Print the txns of a txn log file (like zkTxnLogToolkit)."""
+    from zkpy.persistence import dump
+
+    lines = dump.dump_log_json(Path(file)) if as_json else dump.dump_log(Path(file))
+    for line in lines:
+        click.echo(line)
+
+
+@cli.command("dump-snapshot")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per znode")
+def dump_snapshot_cmd(file: str, as_json: bool) -> None:
+    """Print the sessions and znodes of a snapshot file (like zkSnapShotToolkit)."""
+    from zkpy.persistence import dump
+
+    lines = dump.dump_snapshot_json(Path(file)) if as_json else dump.dump_snapshot(Path(file))
+    for line in lines:
+        click.echo(line)
+
+
+def _load_or_exit(config: str) -> Config:
+    try:
+        return load_config(config)
+    except ConfigError as e:
+        click.echo(f"zkpy-server: invalid configuration: {e}", err=True)
+        sys.exit(2)
 
 
 async def _run_quorum(cfg: Config) -> None:

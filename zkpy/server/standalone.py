@@ -10,7 +10,7 @@ import time
 from zkpy.server.config import Config
 from zkpy.server.connection import ClientConnection
 from zkpy.server.core import ZooKeeperServer
-from zkpy.server.database import open_database
+from zkpy.server.database import Database, open_database
 
 log = logging.getLogger("zkpy.server")
 
@@ -24,7 +24,7 @@ class StandaloneServer:
         self.listener: asyncio.base_events.Server | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.database = None
+        self.database: Database | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -40,6 +40,8 @@ class StandaloneServer:
         )
         self._tasks.append(loop.create_task(self._session_timer()))
         self._tasks.append(loop.create_task(self._container_timer()))
+        if self.config.purge_interval_hours > 0:
+            self._tasks.append(loop.create_task(self._purge_timer()))
         log.info("zkpy standalone server serving on %s:%d (dataDir=%s)",
                  self.config.client_port_address, port, self.config.data_dir)
 
@@ -63,6 +65,12 @@ class StandaloneServer:
         while True:
             await asyncio.sleep(interval)
             self.core.sweep_containers(int(time.time() * 1000), per_run)
+
+    async def _purge_timer(self) -> None:
+        assert self.database is not None
+        while True:
+            await asyncio.sleep(self.config.purge_interval_hours * 3600)
+            self.database.purge()
 
     async def run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
