@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 from zkpy.jute.constants import Err, KeeperError
 
 SYSTEM_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"})
 
 
-def _bad_char(c: str) -> bool:
-    o = ord(c)
-    return (
-        o == 0
-        or 0x01 <= o <= 0x1F
-        or 0x7F <= o <= 0x9F
-        or 0xD800 <= o <= 0xF8FF
-        or 0xFFF0 <= o
-    )
+# Characters the reference rejects (evaluated per UTF-16 unit there): NUL, C0 and C1
+# controls, surrogates and private use (so every code point above U+FFFF), U+FFF0..U+FFFF.
+_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]")
 
 
 def path_error(path: str | None) -> str | None:
@@ -28,14 +24,15 @@ def path_error(path: str | None) -> str | None:
         return None
     if path[-1] == "/":
         return "Path must not end with / character"
-    for comp in path[1:].split("/"):
-        if comp == "":
-            return "empty node name specified"
-        if comp in (".", ".."):
-            return "relative paths not allowed"
-    for c in path:
-        if _bad_char(c):
-            return f"invalid character \\u{ord(c):04x}"
+    if "//" in path:
+        return "empty node name specified"
+    if "/." in path:
+        for comp in path[1:].split("/"):
+            if comp in (".", ".."):
+                return "relative paths not allowed"
+    m = _BAD_CHARS.search(path)
+    if m is not None:
+        return f"invalid character \\u{ord(m.group()):04x}"
     return None
 
 
