@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import Err, OpCode
 from zkpy.jute.records import REQUEST_DECODERS, REQUEST_HEADER, ConnectRequest, UnknownMultiOp
+from zkpy.server.core import MALFORMED
 from zkpy.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
 from zkpy.server.replies import frame
 
@@ -76,6 +77,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self.auth_ids.append(("ip", self.peer_ip))
         server.connections.add(self)
+        if server.throttled:
+            self.pause(True)
         loop = asyncio.get_running_loop()
         self._handshake_timer = loop.call_later(
             server.config.sessionless_cnxn_timeout_ms / 1000.0, self._handshake_timeout
@@ -164,7 +167,8 @@ class ClientConnection(asyncio.Protocol):
         xid, op = REQUEST_HEADER.unpack_from(mv, start)
         decoder = REQUEST_DECODERS.get(op)  # type: ignore[call-overload]
         if decoder is None or op == OpCode.CHECK:
-            self.send(frame(xid, self.server.tree.last_processed_zxid, Err.UNIMPLEMENTED))
+            # zxid -1: the request never got one (Java's UnimplementedRequestProcessor).
+            self.send(frame(xid, -1, Err.UNIMPLEMENTED))
             self.close_after_flush()
             return
         try:
@@ -173,13 +177,13 @@ class ClientConnection(asyncio.Protocol):
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
             return
         except JuteError as e:
-            log.info("closing %s: undecodable request (op %d): %s", self.peer, op, e)
-            self.close()
-            return
-        if op == OpCode.MULTI and any(o.op in (OpCode.GET_DATA, OpCode.GET_CHILDREN) for o in req.ops):
-            self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
-            return
-        if op == OpCode.MULTI_READ and any(
+            if op == OpCode.AUTH:
+                log.info("closing %s: undecodable auth packet: %s", self.peer, e)
+                self.close()
+                return
+            log.info("%s: undecodable request (op %d): %s", self.peer, op, e)
+            req = MALFORMED
+        if op == OpCode.MULTI_READ and req is not MALFORMED and any(
             o.op not in (OpCode.GET_DATA, OpCode.GET_CHILDREN) for o in req.ops
         ):
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
@@ -280,6 +284,15 @@ class ClientConnection(asyncio.Protocol):
     def add_auth(self, scheme: str, ident: str) -> None:
         if (scheme, ident) not in self.auth_ids:
             self.auth_ids.append((scheme, ident))
+
+    def pause(self, on: bool) -> None:
+        """Stop (or resume) reading from this client's socket."""
+        if self.transport is None or self.closed:
+            return
+        if on:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
 
     @property
     def queued(self) -> int:

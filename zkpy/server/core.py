@@ -68,6 +68,9 @@ WRITE_OPS = frozenset({
     OpCode.SET_DATA, OpCode.SET_ACL, OpCode.MULTI, OpCode.CLOSE_SESSION, OpCode.DELETE_CONTAINER,
 })
 INVALID_PASSWD = bytes(16)
+# Stands in for a request whose record could not be decoded: Java answers it with
+# MARSHALLINGERROR (a write still goes through as an error txn) and keeps the connection.
+MALFORMED: Any = object()
 
 
 class Entry:
@@ -133,6 +136,7 @@ class ZooKeeperServer:
         self.touched: dict[int, int] = {}  # learner: sessions seen since the last ping
         self.write_error: str | None = None
         self.serving = True
+        self.throttled = False
         self._last_appended = self.zxid
         self._flushing = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-fsync")
@@ -250,6 +254,12 @@ class ZooKeeperServer:
         if op == OpCode.AUTH:
             self._auth(conn, req)
             return
+        if req is MALFORMED and op not in WRITE_OPS:
+            if conn.pending:
+                conn.pending.append((WAIT_READ, xid, op, req, time.perf_counter()))
+            else:
+                self._read(conn, xid, op, req, time.perf_counter())
+            return
         if op in WRITE_OPS:
             conn.pending.append((WAIT_WRITE, xid, op, req, time.perf_counter()))
             self._write(conn, xid, op, req, body)
@@ -287,9 +297,11 @@ class ZooKeeperServer:
         session = self.sessions.sessions.get(sid)
         if sid != 0 and (session is None or session.closing):
             return ErrorTxn(Err.SESSIONEXPIRED), OpCode.ERROR
-        if op == OpCode.MULTI:
-            return self.preparer.prepare_multi(req, zxid, sid, auth), OpCode.MULTI
+        if req is MALFORMED:
+            return ErrorTxn(Err.MARSHALLINGERROR), OpCode.ERROR
         try:
+            if op == OpCode.MULTI:
+                return self.preparer.prepare_multi(req, zxid, sid, auth), OpCode.MULTI
             return self.preparer.prepare(op, req, zxid, sid, auth), op
         except KeeperError as e:
             return ErrorTxn(e.code), OpCode.ERROR
@@ -328,7 +340,15 @@ class ZooKeeperServer:
             self.zab.propose(hdr, hdr.encode() + record)
         self._last_appended = self.zxid
         self.queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
+        if len(self.queue) >= self.config.global_outstanding_limit and not self.throttled:
+            self._throttle(True)
         self._request_flush()
+
+    def _throttle(self, on: bool) -> None:
+        """Back-pressure (globalOutstandingLimit): stop reading from clients until the queue drains."""
+        self.throttled = on
+        for c in self.connections:
+            c.pause(on)
 
     def log_proposal(self, payload: bytes) -> int:
         """Learner: log a txn the leader proposed (TxnHeader + record); returns its zxid."""
@@ -390,6 +410,8 @@ class ZooKeeperServer:
         q = self.queue
         while q and q[0].hdr.zxid <= upto:
             self._apply(q.popleft())
+        if self.throttled and len(q) < self.config.global_outstanding_limit // 2:
+            self._throttle(False)
         if self.waiting_syncs and not self.is_learner:
             self._release_syncs()
         self.flush_dirty()
@@ -503,6 +525,8 @@ class ZooKeeperServer:
         tree = self.tree
         skip = self.config.skip_acl
         try:
+            if req is MALFORMED:
+                raise KeeperError(Err.MARSHALLINGERROR)
             if op == OpCode.GET_DATA:
                 body = reads.get_data(tree, conn, req, skip)
             elif op == OpCode.EXISTS:
