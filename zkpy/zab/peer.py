@@ -235,6 +235,7 @@ class QuorumPeer:
         return self.txn_log
 
     def _new_core(self, tree: Any, glue: Any) -> ZooKeeperServer:
+        tree.set_config_data(self._config_text())  # as the reference's initConfigInZKDatabase
         core = ZooKeeperServer(self.config, tree, self.txn_log, server_id=self.my_id, zab=glue)
         core.attach(asyncio.get_running_loop())
         core.serving = False
@@ -336,6 +337,10 @@ class QuorumPeer:
         glue.core = core
 
         def on_packet(stream: QuorumStream, pkt: QuorumPacket) -> None:
+            if pkt.type in (PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP) and \
+                    learner.sync_mode is None:
+                log.info("server %d: leader %d syncs us by %s to 0x%x", self.my_id,
+                         decided.vote.leader, PacketType(pkt.type).name, pkt.zxid)
             if pkt.type == PacketType.SNAP:
                 stream.snap_zxid = pkt.zxid
                 stream.scanner = SnapScanner()
@@ -405,6 +410,11 @@ class _LeaderGlue:
     def revalidate(self, *args: Any) -> None:
         raise RuntimeError("the leader does not revalidate through itself")
 
+    def _log_sync(self, handle: int, how: str, zxid: int) -> None:
+        ls = self.leader.learners.get(handle)
+        log.info("server %d: syncing learner %s by %s to 0x%x", self.peer.my_id,
+                 ls.sid if ls is not None else "?", how, zxid)
+
     def run(self, actions: list[A.Action]) -> None:
         core = self.core
         assert core is not None
@@ -412,11 +422,14 @@ class _LeaderGlue:
             if isinstance(a, A.Send):
                 s = self.streams.get(a.to)
                 if s is not None:
+                    if a.packet.type in (PacketType.DIFF, PacketType.TRUNC):
+                        self._log_sync(a.to, PacketType(a.packet.type).name, a.packet.zxid)
                     s.send(a.packet)
             elif isinstance(a, A.SendSnapshot):
                 s = self.streams.get(a.to)
                 if s is not None:
                     zxid = core.tree.last_processed_zxid
+                    self._log_sync(a.to, "SNAP", zxid)
                     s.send(QuorumPacket(PacketType.SNAP, zxid), encode_snap_stream(core.tree))
             elif isinstance(a, A.Commit):
                 core.commit(a.zxid)
@@ -478,6 +491,7 @@ class _LearnerGlue:
     def _replace_tree(self, tree: Any) -> None:
         core = self.core
         assert core is not None
+        tree.set_config_data(self.peer._config_text())
         core.tree = tree
         core.preparer.tree = tree
         core.zxid = tree.last_processed_zxid
