@@ -151,6 +151,8 @@ class ZooKeeperClient:
         """Connect (trying each host in turn) until a session is established."""
         self._closing = False
         await asyncio.wait_for(self._connect_any(), timeout)
+        if self._ping_task is not None:
+            self._ping_task.cancel()
         self._ping_task = asyncio.get_running_loop().create_task(self._ping_loop())
 
     async def _connect_any(self) -> None:
@@ -224,7 +226,7 @@ class ZooKeeperClient:
             return
         self._wire = None
         self._fail_pending()
-        if self._closing or self.state in (EXPIRED, CLOSED):
+        if self._closing or self.state in (EXPIRED, CLOSED, AUTH_FAILED):
             return
         self._set_state(CONNECTING)
         self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
@@ -333,7 +335,7 @@ class ZooKeeperClient:
                     break
                 p = p[: p.rfind("/")] or "/"
         ev = WatchedEvent(etype, path)
-        for cb in fire:
+        for cb in dict.fromkeys(fire):  # a watcher set several ways hears each event once
             cb(ev)
 
     def _resend_watches(self) -> None:
@@ -413,9 +415,10 @@ class ZooKeeperClient:
     async def get_all_children_number(self, path: str) -> int:
         return (await self._call(*rq.path_only(OpCode.GET_ALL_CHILDREN_NUMBER, self._full(path)))).int()
 
-    async def get_ephemerals(self, prefix: str = "/") -> list[str]:
+    async def get_ephemerals(self, prefix: str = "/", sort: bool = True) -> list[str]:
         r = await self._call(*rq.path_only(OpCode.GET_EPHEMERALS, self._full(prefix)))
-        return sorted(self._strip(p) for p in r.string_vector() or [])
+        paths = [self._strip(p) for p in r.string_vector() or []]
+        return sorted(paths) if sort else paths
 
     async def whoami(self) -> list[tuple[str, str]]:
         r = await self._call(OpCode.WHO_AM_I, b"")
@@ -425,13 +428,23 @@ class ZooKeeperClient:
         await self._call(*rq.path_int(OpCode.ADD_WATCH, self._full(path), 1 if recursive else 0))
         self._add(self.watches.recursive if recursive else self.watches.persistent, path, watcher)
 
-    async def remove_watches(self, path: str, watcher_type: int = 3) -> None:
+    async def remove_watches(self, path: str, watcher_type: int = 3) -> list[str]:
+        """Remove watches on the server, then here; returns the kinds dropped here."""
         await self._call(*rq.path_int(OpCode.REMOVE_WATCHES, self._full(path), watcher_type))
+        return self.drop_watches(path, watcher_type)
+
+    def drop_watches(self, path: str, watcher_type: int = 3) -> list[str]:
+        """Forget this client's watches of `watcher_type` on `path` (without telling the
+        server); returns the kinds dropped, of 'data', 'child' and 'persistent'."""
         w = self.watches
-        tables = {1: [w.child], 2: [w.data, w.exist], 4: [w.persistent], 5: [w.recursive]}.get(
-            watcher_type, [w.data, w.exist, w.child, w.persistent, w.recursive])
-        for t in tables:
-            t.pop(path, None)
+        every = {"data": [w.data, w.exist], "child": [w.child], "persistent": [w.persistent, w.recursive]}
+        tables = {1: {"child": [w.child]}, 2: {"data": [w.data, w.exist]}, 4: {"persistent": [w.persistent]},
+                  5: {"persistent": [w.recursive]}}.get(watcher_type, every)
+        return [kind for kind, ts in tables.items() if any([t.pop(path, None) is not None for t in ts])]
+
+    def delete_op(self, path: str, version: int = -1) -> tuple[int, bytes]:
+        """A delete for multi(), with the chroot applied."""
+        return rq.path_version(OpCode.DELETE, self._full(path), version)
 
     async def multi(self, ops: Sequence[tuple[int, bytes]]) -> list[MultiResult]:
         return rq.read_multi(await self._call(*rq.multi(ops)))
