@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 
 from zkpy.jute.constants import Err, KeeperError, Perm
@@ -22,26 +23,79 @@ def digest_id(user_password: str) -> str:
     return f"{user}:{base64.b64encode(h).decode('ascii')}"
 
 
+_JAVA_INT = re.compile(r"[+-]?\d+")
+
+
+def _java_int(text: str) -> int | None:
+    """Java Integer.parseInt: an optional sign and decimal digits (leading zeros fine)."""
+    if not _JAVA_INT.fullmatch(text):
+        return None
+    v = int(text)
+    return v if -(1 << 31) <= v < (1 << 31) else None
+
+
+def _acl_addr_bytes(addr: str) -> bytes | None:
+    """IPAuthenticationProvider.addr2Bytes: dotted IPv4, each part parsed by parseInt.
+
+    (Java 3.8 knows IPv4 only; IPv6 ids, which 3.9 accepts, are kept as an extension.)
+    """
+    parts = addr.split(".")
+    if len(parts) == 4:
+        out = bytearray()
+        for part in parts:
+            v = _java_int(part)
+            if v is None or not 0 <= v <= 255:
+                return None
+            out.append(v)
+        return bytes(out)
+    if ":" in addr:
+        try:
+            return ipaddress.IPv6Address(addr).packed
+        except ValueError:
+            return None
+    return None
+
+
+def _parse_ip_acl(acl_id: str) -> tuple[bytes, int] | None:
+    """(address bytes, prefix bits) of an ip ACL id `addr[/bits]`, or None if invalid."""
+    parts = acl_id.split("/", 1)
+    addr = _acl_addr_bytes(parts[0])
+    if addr is None:
+        return None
+    bits = len(addr) * 8
+    if len(parts) == 2:
+        b = _java_int(parts[1])
+        if b is None or not 0 <= b <= len(addr) * 8:
+            return None
+        bits = b
+    return addr, bits
+
+
+def _prefix(addr: bytes, bits: int) -> int:
+    total = len(addr) * 8
+    return int.from_bytes(addr, "big") >> (total - bits) if bits else 0
+
+
 def ip_matches(client_ip: str, acl_id: str) -> bool:
     """True if the client address falls in the ACL's address or CIDR block."""
+    parsed = _parse_ip_acl(acl_id)
+    if parsed is None:
+        return False
+    acl_addr, bits = parsed
     try:
-        net = ipaddress.ip_network(acl_id, strict=False)
-        addr = ipaddress.ip_address(client_ip)
+        addr = ipaddress.ip_address(client_ip.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
-    if addr.version != net.version:
+    remote = addr.packed
+    if len(remote) != len(acl_addr):
         return False
-    return addr in net
+    return _prefix(remote, bits) == _prefix(acl_addr, bits)
 
 
 def _valid_ip_id(acl_id: str) -> bool:
-    try:
-        ipaddress.ip_network(acl_id, strict=False)
-    except ValueError:
-        return False
-    return True
+    return _parse_ip_acl(acl_id) is not None
 
 
 def _valid_digest_id(acl_id: str) -> bool:
@@ -65,7 +119,9 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> list[AC
     """Validate an ACL list from a create/setACL and expand `auth` entries.
 
     Raises INVALIDACL for an empty list, an unknown scheme, a malformed id, or an
-    `auth` entry when the caller has no authenticated identity.
+    `auth` entry when the caller has no authenticated identity.  Like Java, duplicates
+    are removed from the list as sent only (not after `auth` expansion), and a null id
+    of the world/digest/ip scheme (a NullPointerException in Java) is MARSHALLINGERROR.
     """
     if not acls:
         raise KeeperError(Err.INVALIDACL)
@@ -75,13 +131,11 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> list[AC
             ids = [i for i in auth_ids if i[0] in AUTHENTICATING_SCHEMES]
             if not ids:
                 raise KeeperError(Err.INVALIDACL)
-            for scheme, ident in ids:
-                e = ACL(a.perms, scheme, ident)
-                if e not in out:
-                    out.append(e)
-        elif valid_acl_entry(a):
-            if a not in out:
-                out.append(a)
+            out.extend(ACL(a.perms, scheme, ident) for scheme, ident in ids)
+        elif a.id is None and a.scheme in ("world", "digest", "ip"):
+            raise KeeperError(Err.MARSHALLINGERROR)
+        elif a.scheme is not None and valid_acl_entry(a):
+            out.append(a)
         else:
             raise KeeperError(Err.INVALIDACL)
     return out
@@ -90,7 +144,6 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> list[AC
 def _dedupe(acls: Sequence[ACL]) -> list[ACL]:
     seen: list[ACL] = []
     for a in acls:
-        a = ACL(a.perms, a.scheme or "", a.id or "")
         if a not in seen:
             seen.append(a)
     return seen

@@ -36,9 +36,10 @@ def read_acl_list(r: Reader) -> list[ACL] | None:
     out = []
     for _ in range(n):
         perms = r.int()
-        scheme = r.ustring() or ""
-        ident = r.ustring() or ""
-        out.append(ACL(perms, scheme, ident))
+        # null scheme/id stay None: fixup_acl answers them the way Java does
+        scheme = r.ustring()
+        ident = r.ustring()
+        out.append(ACL(perms, scheme, ident))  # type: ignore[arg-type]
     return out
 
 

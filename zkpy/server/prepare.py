@@ -130,13 +130,17 @@ class Preparer:
     def prepare_multi(
         self, req: MultiRequest, zxid: int, sid: int, auth: Sequence[AuthId]
     ) -> MultiTxn:
-        """All ops or none: a failing op turns the whole multi into error sub-txns."""
+        """All ops or none: a failing op turns the whole multi into error sub-txns.
+
+        Raises KeeperError(MARSHALLINGERROR) for a multi Java cannot even deserialize
+        (read ops mixed in, a TTL mode in a plain CreateRequest); the caller logs that
+        as an error txn, so it still consumes a zxid.
+        """
+        ops = [_multi_create_op(op, sub) for op, sub in req.ops]  # may raise MARSHALLINGERROR
         cp = self._checkpoint()
         txns: list[tuple[int, Txn]] = []
-        for i, (op, sub) in enumerate(req.ops):
+        for i, (op, sub) in enumerate(ops):
             try:
-                if op in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
-                    self._check_flags(op, sub, multi=True)  # type: ignore[arg-type]
                 txn = self.prepare(op, sub, zxid, sid, auth)
             except KeeperError as e:
                 self._rollback(cp)
@@ -168,10 +172,8 @@ class Preparer:
             ttl = req.ttl
         elif mode.ttl:
             raise KeeperError(Err.BADARGUMENTS)
-        if op == OpCode.CREATE_CONTAINER and mode != CreateMode.CONTAINER:
-            raise KeeperError(Err.BADARGUMENTS)
-        if op != OpCode.CREATE_CONTAINER and mode == CreateMode.CONTAINER:
-            raise KeeperError(Err.BADARGUMENTS)
+        # Like Java, the opcode decides container-ness: createContainer with flags 0-3 makes a
+        # container (sequential honoured), create/create2 with flag 4 a plain persistent node.
         path = req.path
         if "/" not in path or "\0" in path:
             raise KeeperError(Err.BADARGUMENTS)
@@ -304,6 +306,34 @@ class Preparer:
                 self._add(replace(parent, zxid=zxid, child_count=parent.child_count - 1))
             self._add(replace(rec, zxid=zxid, exists=False))
         return paths
+
+
+_CREATE_OPS = (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL)
+
+
+def _multi_create_op(op: int, sub: object) -> tuple[int, object]:
+    """The op a multi sub-request really is, as Java 3.8's MultiOperationRecord builds it.
+
+    Inside a multi the create variant comes from the flags (Op.create), not from the
+    record's type: flags 0-3 (and unknown flags, which fail later with BADARGUMENTS) are
+    a plain create, 4 a container, 5/6 a TTL node, which needs a CreateTTLRequest record.
+    """
+    if op in (OpCode.GET_DATA, OpCode.GET_CHILDREN):
+        raise KeeperError(Err.MARSHALLINGERROR)  # read ops mixed into a write multi
+    if op not in _CREATE_OPS:
+        return op, sub
+    req: CreateRequest = sub  # type: ignore[assignment]
+    try:
+        mode = CreateMode(req.flags)
+    except ValueError:
+        mode = CreateMode.PERSISTENT
+    if mode.ttl:
+        if op != OpCode.CREATE_TTL:
+            raise KeeperError(Err.MARSHALLINGERROR)
+        return OpCode.CREATE_TTL, req
+    if op == OpCode.CREATE_TTL:
+        req = req._replace(ttl=-1)
+    return (OpCode.CREATE_CONTAINER if mode == CreateMode.CONTAINER else OpCode.CREATE), req
 
 
 def _wrap_int(v: int) -> int:

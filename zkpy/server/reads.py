@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from zkpy.datatree.acl import AuthId, check_acl, mask_digests, require
-from zkpy.datatree.tree import DataTree
+from zkpy.datatree.tree import DataTree, Znode
 from zkpy.jute.codec import INT, Writer
 from zkpy.jute.constants import Err, KeeperError, OpCode, Perm
 from zkpy.jute.records import MultiRequest, PathOnly, PathWatch, write_acl_list
@@ -27,8 +27,13 @@ class ReadContext(Protocol):
     def watch_child(self, path: str) -> None: ...
 
 
+def _lookup(tree: DataTree, path: str) -> Znode | None:
+    """Reads look paths up unvalidated; Java's tree also keys the root under ""."""
+    return tree.nodes.get(path or "/")
+
+
 def get_data(tree: DataTree, ctx: ReadContext, req: PathWatch, skip_acl: bool) -> bytes:
-    node = tree.nodes.get(req.path)
+    node = _lookup(tree, req.path)
     if node is None:
         raise KeeperError(Err.NONODE)
     require(node.acl, Perm.READ, ctx.auth_ids, skip_acl)
@@ -43,7 +48,7 @@ def get_data(tree: DataTree, ctx: ReadContext, req: PathWatch, skip_acl: bool) -
 def exists(tree: DataTree, ctx: ReadContext, req: PathWatch, skip_acl: bool) -> bytes:
     if "\0" in req.path:
         raise KeeperError(Err.BADARGUMENTS)
-    node = tree.nodes.get(req.path)
+    node = _lookup(tree, req.path)
     if req.watch:
         ctx.watch_data(req.path)
     if node is None:
@@ -52,7 +57,7 @@ def exists(tree: DataTree, ctx: ReadContext, req: PathWatch, skip_acl: bool) -> 
 
 
 def get_children(tree: DataTree, ctx: ReadContext, req: PathWatch, skip_acl: bool, with_stat: bool) -> bytes:
-    node = tree.nodes.get(req.path)
+    node = _lookup(tree, req.path)
     if node is None:
         raise KeeperError(Err.NONODE)
     require(node.acl, Perm.READ, ctx.auth_ids, skip_acl)
@@ -65,7 +70,7 @@ def get_children(tree: DataTree, ctx: ReadContext, req: PathWatch, skip_acl: boo
 
 
 def get_acl(tree: DataTree, ctx: ReadContext, req: PathOnly, skip_acl: bool) -> bytes:
-    node = tree.nodes.get(req.path)
+    node = _lookup(tree, req.path)
     if node is None:
         raise KeeperError(Err.NONODE)
     require(node.acl, Perm.READ | Perm.ADMIN, ctx.auth_ids, skip_acl)
@@ -79,11 +84,12 @@ def get_acl(tree: DataTree, ctx: ReadContext, req: PathOnly, skip_acl: bool) -> 
 
 
 def get_all_children_number(tree: DataTree, ctx: ReadContext, req: PathOnly, skip_acl: bool) -> bytes:
-    node = tree.nodes.get(req.path)
+    node = _lookup(tree, req.path)
     if node is None:
         raise KeeperError(Err.NONODE)
     require(node.acl, Perm.READ, ctx.auth_ids, skip_acl)
-    return INT.pack(tree.count_descendants(req.path))
+    # Java counts the keys that start with path + "/"; for "" that includes "/" itself
+    return INT.pack(tree.count_descendants(req.path or "/") + (0 if req.path else 1))
 
 
 def get_ephemerals(tree: DataTree, ctx: ReadContext, req: PathOnly) -> bytes:
