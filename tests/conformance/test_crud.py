@@ -319,6 +319,15 @@ def test_set_data_errors(zk, base):
     assert zk.set(f"{base}/a", b"2", version=-1).version == 2
 
 
+def test_set_data_checks_acl_before_version(zk, base):
+    zk.create(f"{base}/ro", b"d", acl=READ_ACL_UNSAFE)
+    with pytest.raises(NoAuthError):
+        zk.set(f"{base}/ro", b"x", version=7)
+    with pytest.raises(NoAuthError):
+        zk.set(f"{base}/ro", b"x")
+    assert zk.get(f"{base}/ro") == (b"d", zk.exists(f"{base}/ro"))
+
+
 def test_set_data_bad_paths_raw(raw, base):
     assert raw.create(f"{base}/a").err == 0
     for bad in ["", "a", f"{base}/a/", f"{base}//a", f"{base}/a/.", f"{base}/a/..", f"{base}/a\0",

@@ -26,7 +26,7 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
 )
 from kazoo.protocol.states import ZnodeStat
-from kazoo.security import READ_ACL_UNSAFE
+from kazoo.security import READ_ACL_UNSAFE, make_acl
 
 from tests.rawclient import (
     ACL,
@@ -248,7 +248,9 @@ def test_multi_errors(zk, base):
     zk.create(f"{base}/full")
     zk.create(f"{base}/full/c")
     zk.create(f"{base}/ro", acl=READ_ACL_UNSAFE)
+    zk.create(f"{base}/wo", acl=[make_acl("world", "anyone", write=True)])
     cases = [
+        (lambda t: t.check(f"{base}/wo", -1), NoAuthError),  # check needs READ
         (lambda t: t.create(f"{base}/eph/c"), NoChildrenForEphemeralsError),
         (lambda t: t.delete(f"{base}/full"), NotEmptyError),
         (lambda t: t.create(f"{base}/ro/c"), NoAuthError),
@@ -263,6 +265,7 @@ def test_multi_errors(zk, base):
         add(t)
         assert kinds(t.commit()) == [RolledBackError, exc]
     assert zk.exists(f"{base}/ok") is None
+    zk.delete(f"{base}/wo")  # unreadable: teardown could not list it
 
 
 def test_multi_ephemeral_create_then_child(zk, base):
