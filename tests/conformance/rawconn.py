@@ -263,18 +263,21 @@ class RawConnection:
         except OSError:
             pass
 
-    def end(self) -> None:
+    def end(self, fresh: bool = False) -> None:
         """Close the session for good (so that it does not expire later, in another test,
-        consuming a zxid there), reconnecting first if the connection is gone."""
+        consuming a zxid there), reconnecting first if the connection is gone (or, with
+        fresh=True, unusable because of what the test sent on it)."""
         if not self.session_id:
             self.close()
             return
-        try:
-            self.close_session()
-            self.close()
-            return
-        except (OSError, Closed, TimeoutError, AssertionError):
-            self.close()
+        if not fresh:
+            try:
+                self.close_session()
+                self.close()
+                return
+            except (OSError, Closed, TimeoutError, AssertionError):
+                pass
+        self.close()
         try:
             again = RawConnection(self.port)
             try:
