@@ -12,6 +12,7 @@ from collections.abc import Hashable
 from typing import NamedTuple
 
 from zkpy.datatree.paths import split_path
+from zkpy.datatree.quota import QuotaTracker
 from zkpy.datatree.watches import WatchManager
 from zkpy.jute.constants import (
     CONTAINER_EPHEMERAL_OWNER,
@@ -121,6 +122,7 @@ class DataTree:
         self.watches = WatchManager()
         self.last_processed_zxid = 0
         self.sessions: dict[int, int] = {}  # session id -> timeout, as logged
+        self.quotas = QuotaTracker(self)
         root = Znode(b"", OPEN_ACL_UNSAFE, 0, 0)
         self.nodes["/"] = root
         for path, acl in (
@@ -227,6 +229,7 @@ class DataTree:
         self.nodes[t.path] = node
         parent.children.add(name)
         self._index_owner(t.path, owner)
+        self.quotas.created(t.path, len(t.data) if t.data else 0)
         w = self.watches
         events.append(Event(EventType.NODE_CREATED, t.path, w.data.trigger(t.path)))
         events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, w.child.trigger(parent_path)))
@@ -265,6 +268,7 @@ class DataTree:
             parent.children.discard(name)
             if zxid > parent.pzxid:
                 parent.pzxid = zxid
+        self.quotas.deleted(path, len(node.data) if node.data else 0)
         w = self.watches
         first = w.data.trigger(path)
         events.append(Event(EventType.NODE_DELETED, path, first))
@@ -276,6 +280,8 @@ class DataTree:
         node = self.nodes.get(t.path)
         if node is None:
             return ApplyResult(Err.NONODE)
+        self.quotas.data_changed(t.path, (len(t.data) if t.data else 0)
+                                 - (len(node.data) if node.data else 0))
         node.data = t.data
         node.version = t.version
         node.mzxid = hdr.zxid
