@@ -176,7 +176,7 @@ class ClientConnection(asyncio.Protocol):
         except UnknownMultiOp:
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
             return
-        except JuteError as e:
+        except (JuteError, UnicodeDecodeError) as e:  # the codec decodes strings strictly
             if op == OpCode.AUTH:
                 log.info("closing %s: undecodable auth packet: %s", self.peer, e)
                 self.close()
