@@ -1,0 +1,421 @@
+"""Snapshots: exact format, round trips, corruption detection, fuzzy copies, speed."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import os
+import random
+import shutil
+import struct
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zkpy.datatree.tree import DataTree, Znode, owner_ttl, ttl_owner
+from zkpy.jute.constants import CONTAINER_EPHEMERAL_OWNER, Err, OpCode
+from zkpy.jute.records import ACL, OPEN_ACL_UNSAFE, READ_ACL_UNSAFE
+from zkpy.jute.txns import (
+    CloseSessionTxn,
+    CreateSessionTxn,
+    CreateTxn,
+    DeleteTxn,
+    ErrorTxn,
+    MultiTxn,
+    SetACLTxn,
+    SetDataTxn,
+    Txn,
+    TxnHeader,
+)
+from zkpy.persistence.files import is_valid_snapshot
+from zkpy.persistence.snapshot import (
+    NODE_FIELDS,
+    SnapshotError,
+    load_snapshot,
+    serialize_snapshot,
+    snapshot_items,
+    write_snapshot,
+    write_snapshot_items,
+)
+
+JARS = ["zookeeper.jar", "zookeeper-jute.jar", "slf4j-api.jar", "slf4j-nop.jar", "commons-cli.jar"]
+JAVA_CP = ":".join(f"/usr/share/java/{j}" for j in JARS)
+HAVE_JAVA = bool(shutil.which("java")) and all(os.path.exists(f"/usr/share/java/{j}") for j in JARS)
+
+# snapshot.0 exactly as Apache ZooKeeper 3.8.0 writes it for an empty database
+JAVA_380_EMPTY_SNAPSHOT = bytes.fromhex(
+    "5a4b534e00000002ffffffffffffffff00000000000000010000000000000001000000010000000100000005776f726c"
+    "6400000006616e796f6e650000000000000000ffffffffffffffff000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000a2f7a6f6f6b"
+    "656570657200000000ffffffffffffffff00000000000000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000112f7a6f6f6b65657065722f636f6e66"
+    "696700000000000000000000000100000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000ffffffff00000000000000000000000000000000000000102f7a6f6f6b65657065722f71756f74610000"
+    "0000ffffffffffffffff0000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000000000000000000000000000000000000012f00000000b8a23b49000000012f0000000000000000"
+    "0000000200000000000000000000000095b93d59000000012f"
+)
+
+DIGEST_ACL = (ACL(31, "digest", "user:Jq7wMyA/w2Vd5WIDAKdu4OIIFEQ="),)
+ACL_CHOICES: list[tuple[ACL, ...]] = [
+    OPEN_ACL_UNSAFE, OPEN_ACL_UNSAFE, DIGEST_ACL, READ_ACL_UNSAFE, (),
+    (ACL(1, "ip", "10.0.0.0/8"), ACL(31, "auth", "")),
+]
+
+
+# ---- shared helpers (also used by test_recovery) ------------------------------------------
+def workload(seed: int, n: int, start_zxid: int = 1, shadow: DataTree | None = None,
+             ) -> list[tuple[TxnHeader, Txn]]:
+    """n valid txns (every kind the tree logs) generated against a shadow tree."""
+    rnd = random.Random(seed)
+    tree = shadow or DataTree()
+    out: list[tuple[TxnHeader, Txn]] = []
+    zxid = start_zxid
+    sessions = list(tree.sessions)
+
+    def user_nodes(leaf: bool = False, parent: bool = False) -> list[str]:
+        ps = [p for p, nd in tree.nodes.items() if not p.startswith("/zookeeper")]
+        if leaf:
+            ps = [p for p in ps if p != "/" and not tree.nodes[p].children]
+        if parent:
+            ps = [p for p in ps if tree.nodes[p].owner in (0, CONTAINER_EPHEMERAL_OWNER)
+                  or owner_ttl(tree.nodes[p].owner) is not None]
+        return sorted(ps)
+
+    def create(parent: str, sid: int) -> tuple[int, CreateTxn]:
+        pn = tree.nodes[parent]
+        base = "" if parent == "/" else parent
+        path = f"{base}/k{rnd.randrange(4)}"  # a small pool: deleted names come back
+        if path in tree.nodes or rnd.random() < 0.5:
+            path = f"{base}/{rnd.choice(['n', 'lock-', 'é', 'x y'])}{rnd.randrange(10**6):010d}"
+        data = rnd.choice([None, b"", os.urandom(rnd.randrange(1, 300)), b"hello"])
+        acl = list(rnd.choice(ACL_CHOICES))
+        k = rnd.random()
+        if k < 0.15 and sid:
+            return OpCode.CREATE2, CreateTxn(path, data, acl, True, pn.cversion + 1)
+        if k < 0.22:
+            return OpCode.CREATE_CONTAINER, CreateTxn(path, data, acl, False, pn.cversion + 1,
+                                                      OpCode.CREATE_CONTAINER)
+        if k < 0.28:
+            return OpCode.CREATE_TTL, CreateTxn(path, data, acl, False, pn.cversion + 1, OpCode.CREATE_TTL,
+                                                rnd.randrange(1, 10**8))
+        return OpCode.CREATE, CreateTxn(path, data, acl, False, pn.cversion + 1)
+
+    for _ in range(n):
+        sid = rnd.choice(sessions) if sessions else 0
+        r = rnd.random()
+        t: int
+        txn: Txn
+        if r < 0.08 or not sessions:
+            sid = rnd.randrange(1, 128) << 56 | rnd.randrange(2**56)  # top byte = server id
+            sessions.append(sid)
+            t, txn = OpCode.CREATE_SESSION, CreateSessionTxn(rnd.choice([4000, 30000, 40000]))
+        elif r < 0.12:
+            sessions.remove(sid)
+            t, txn = OpCode.CLOSE_SESSION, CloseSessionTxn(sorted(tree.ephemerals.get(sid, ())))
+        elif r < 0.55:
+            t, txn = create(rnd.choice(user_nodes(parent=True)), sid)
+        elif r < 0.65 and user_nodes(leaf=True):
+            p = rnd.choice(user_nodes(leaf=True))
+            c = tree.nodes[p].owner == CONTAINER_EPHEMERAL_OWNER
+            t, txn = (OpCode.DELETE_CONTAINER if c else OpCode.DELETE), DeleteTxn(p, c)
+        elif r < 0.80:
+            p = rnd.choice(user_nodes())
+            t, txn = OpCode.SET_DATA, SetDataTxn(p, os.urandom(rnd.randrange(0, 50)),
+                                                 tree.nodes[p].version + 1)
+        elif r < 0.87:
+            p = rnd.choice(user_nodes())
+            t, txn = OpCode.SET_ACL, SetACLTxn(p, list(rnd.choice(ACL_CHOICES)), tree.nodes[p].aversion + 1)
+        elif r < 0.95:
+            p = rnd.choice(user_nodes(parent=True))
+            ct, ctxn = create(p, 0)
+            ctxn = ctxn._replace(parent_cversion=tree.nodes[p].cversion + 1)
+            sub: list[tuple[int, Txn]] = [
+                (OpCode.CREATE, ctxn._replace(kind=OpCode.CREATE, ephemeral=False, ttl=0)),
+                (OpCode.SET_DATA, SetDataTxn(p, b"multi", tree.nodes[p].version + 1)),
+            ]
+            t, txn = OpCode.MULTI, MultiTxn(sub)
+        elif r < 0.97:
+            t, txn = OpCode.MULTI, MultiTxn([(OpCode.ERROR, ErrorTxn(0)),
+                                             (OpCode.ERROR, ErrorTxn(Err.NONODE)),
+                                             (OpCode.ERROR, ErrorTxn(Err.RUNTIMEINCONSISTENCY))])
+        else:
+            t, txn = OpCode.ERROR, ErrorTxn(Err.NODEEXISTS)
+        hdr = TxnHeader(sid, rnd.randrange(1, 1000), zxid, 1_700_000_000_000 + zxid * 7, t)
+        tree.apply(hdr, txn)
+        out.append((hdr, txn))
+        zxid += 1
+    return out
+
+
+def build_tree(seed: int, n: int) -> DataTree:
+    tree = DataTree()
+    workload(seed, n, shadow=tree)
+    return tree
+
+
+def assert_same_tree(a: DataTree, b: DataTree, *, zxid: bool = True) -> None:
+    assert sorted(a.nodes) == sorted(b.nodes)
+    for p, na in a.nodes.items():
+        nb = b.nodes[p]
+        for f in (*NODE_FIELDS, "children"):
+            assert getattr(na, f) == getattr(nb, f), (p, f)
+        assert na.stat_bytes() == nb.stat_bytes(), p
+    assert a.sessions == b.sessions
+    assert a.ephemerals == b.ephemerals
+    assert a.containers == b.containers
+    assert a.ttls == b.ttls
+    if zxid:
+        assert a.last_processed_zxid == b.last_processed_zxid
+
+
+# ---- format ------------------------------------------------------------------------------
+def test_loads_java_380_snapshot_of_an_empty_database(tmp_path: Path) -> None:
+    p = tmp_path / "snapshot.0"
+    p.write_bytes(JAVA_380_EMPTY_SNAPSHOT)
+    assert is_valid_snapshot(p)
+    assert_same_tree(load_snapshot(p), DataTree())
+
+
+def test_layout_of_our_snapshot() -> None:
+    tree = DataTree()
+    tree.sessions = {0x1234: 30000}
+    raw = bytes(serialize_snapshot(snapshot_items(tree), tree.sessions))
+    assert raw[:16] == struct.pack(">iiq", 0x5A4B534E, 2, -1)
+    assert raw[16:32] == struct.pack(">iqi", 1, 0x1234, 30000)
+    # ACL cache: only READ_ACL_UNSAFE (of /zookeeper/config), as ref 1; OPEN is -1
+    assert raw[32:71] == struct.pack(">iqiii5si6s", 1, 1, 1, 1, 5, b"world", 6, b"anyone")
+    assert raw[71:75] == b"\x00\x00\x00\x00"  # root written as ""
+    # nodes "/" marker, seal, ZxidDigest(0, 2, 0), seal -- like Java 3.8.0
+    end = len(raw) - 33 - 13
+    assert raw[end - 5 : end] == b"\x00\x00\x00\x01/"
+    assert struct.unpack_from(">q", raw, end)[0] == zlib.adler32(raw[:end])
+    assert raw[end + 8 : end + 13] == b"\x00\x00\x00\x01/"
+    assert raw[end + 13 : end + 33] == struct.pack(">qiq", 0, 2, 0)
+    assert struct.unpack_from(">q", raw, end + 33)[0] == zlib.adler32(raw[: end + 33])
+    assert raw.endswith(b"\x00\x00\x00\x01/")
+    # same size as Java's for the same empty tree
+    assert len(serialize_snapshot(snapshot_items(DataTree()), {})) == len(JAVA_380_EMPTY_SNAPSHOT)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_round_trip(tmp_path: Path, seed: int) -> None:
+    tree = build_tree(seed, 400)
+    tree.last_processed_zxid = 401
+    p = tmp_path / "snapshot.191"
+    write_snapshot(tree, p, fsync=seed % 2 == 0)
+    assert is_valid_snapshot(p)
+    assert not list(tmp_path.glob("tmp-*"))
+    back = load_snapshot(p)
+    assert back.last_processed_zxid == 0x191
+    assert_same_tree(tree, back)
+
+
+def test_special_nodes_round_trip(tmp_path: Path) -> None:
+    tree = DataTree()
+    root = tree.nodes["/"]
+    for name, owner in (("c", CONTAINER_EPHEMERAL_OWNER), ("t", ttl_owner(5000)), ("e", 0x7F00000000000001),
+                        ("n", 0)):
+        tree.nodes["/" + name] = Znode(None if name == "n" else b"d", OPEN_ACL_UNSAFE, 3, 4, owner)
+        tree._index_owner("/" + name, owner)
+        root.children.add(name)
+    tree.nodes["/ü/x"] = Znode(b"", DIGEST_ACL, 5, 6)  # parent added after the child: out of order
+    tree.nodes["/ü"] = Znode(b"", (), 5, 6)
+    root.children.add("ü")
+    tree.nodes["/ü"].children.add("x")
+    tree.nodes["/n"].cversion = -7
+    tree.sessions = {0x7F00000000000001: 4000, -5: 1}
+    p = tmp_path / "snapshot.a"
+    write_snapshot(tree, p, fsync=False)
+    back = load_snapshot(p)
+    tree.last_processed_zxid = 10
+    assert_same_tree(tree, back)
+    assert back.nodes["/n"].data is None
+    assert back.containers == {"/c"} and back.ttls == {"/t"}
+
+
+def test_orphans_in_a_fuzzy_copy_are_left_out(tmp_path: Path) -> None:
+    tree = DataTree()
+    for p in ("/a", "/a/b", "/c"):
+        tree.apply(TxnHeader(0, 1, len(tree.nodes), 5, OpCode.CREATE),
+                   CreateTxn(p, b"x", list(OPEN_ACL_UNSAFE), False, 1))
+    items = [it for it in snapshot_items(tree) if it[0] != "/a"]  # parent gone, child caught
+    p = tmp_path / "snapshot.1"
+    write_snapshot_items(items, {}, p, fsync=False)
+    back = load_snapshot(p)
+    assert "/a" not in back.nodes and "/a/b" not in back.nodes and "/c" in back.nodes
+    assert back.nodes["/"].children == {"zookeeper", "c"}
+
+
+def test_fuzzy_copy_is_point_in_time(tmp_path: Path) -> None:
+    tree = build_tree(7, 300)
+    items = snapshot_items(tree)
+    sessions = dict(tree.sessions)
+    expect = load_snapshot_from_items(tmp_path / "expect", items, sessions)
+    workload(8, 200, start_zxid=1000, shadow=tree)  # the tree moves on
+    p = tmp_path / "snapshot.1"
+    write_snapshot_items(items, sessions, p, fsync=False)
+    assert_same_tree(load_snapshot(p), expect)
+
+
+def load_snapshot_from_items(d: Path, items: list, sessions: dict[int, int]) -> DataTree:
+    d.mkdir()
+    write_snapshot_items(list(items), dict(sessions), d / "snapshot.1", fsync=False)
+    return load_snapshot(d / "snapshot.1")
+
+
+def test_gzip_snapshot(tmp_path: Path) -> None:
+    tree = build_tree(3, 100)
+    p = tmp_path / "snapshot.5"
+    write_snapshot(tree, p, fsync=False)
+    gz = tmp_path / "snapshot.5.gz"
+    gz.write_bytes(gzip.compress(p.read_bytes()))
+    tree.last_processed_zxid = 5
+    assert_same_tree(load_snapshot(gz), tree)
+
+
+def test_znode_slots_match_loader() -> None:
+    # load_snapshot fills Znode slots directly; a new slot needs a loader change
+    assert set(Znode.__slots__) == set(NODE_FIELDS) | {"children"}
+
+
+# ---- corruption ----------------------------------------------------------------------------
+_SMALL = bytes(serialize_snapshot(snapshot_items(build_tree(11, 60)), {5: 4000}))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(off=st.integers(0, len(_SMALL) - 1), bit=st.integers(0, 7))
+def test_any_bit_flip_is_detected(tmp_path: Path, off: int, bit: int) -> None:
+    raw = bytearray(_SMALL)
+    raw[off] ^= 1 << bit
+    p = tmp_path / "snapshot.1"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(SnapshotError):
+        load_snapshot(p)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(0, len(_SMALL) - 1))
+def test_any_truncation_is_detected(tmp_path: Path, cut: int) -> None:
+    p = tmp_path / "snapshot.1"
+    p.write_bytes(_SMALL[:cut])
+    with pytest.raises(SnapshotError):
+        load_snapshot(p)
+
+
+def test_error_names_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "snapshot.3"
+    p.write_bytes(b"ZKLG" + bytes(40))
+    with pytest.raises(SnapshotError, match="snapshot.3.*magic"):
+        load_snapshot(p)
+
+
+def test_snapshot_without_digest_and_with_39_trailer(tmp_path: Path) -> None:
+    tree = build_tree(4, 50)
+    raw = bytes(serialize_snapshot(snapshot_items(tree), tree.sessions))
+    base = raw[: len(raw) - 33]  # up to and including the first seal
+    p = tmp_path / "snapshot.2"
+    p.write_bytes(base)  # 3.5-style: no digest
+    assert len(load_snapshot(p).nodes) == len(tree.nodes)
+    lpz = bytearray(raw) + struct.pack(">q", 2)  # 3.9: lastProcessedZxid + seal
+    lpz += struct.pack(">q", zlib.adler32(lpz)) + b"\x00\x00\x00\x01/"
+    p.write_bytes(bytes(lpz))
+    assert len(load_snapshot(p).nodes) == len(tree.nodes)
+
+
+# ---- speed ---------------------------------------------------------------------------------
+def test_200k_nodes_write_and_load_fast(tmp_path: Path) -> None:
+    tree = DataTree()
+    root = tree.nodes["/"]
+    acl = (ACL(31, "digest", "u:x"),)
+    for i in range(200):
+        parent = f"/p{i}"
+        pn = tree.nodes[parent] = Znode(b"parent", OPEN_ACL_UNSAFE, i, i)
+        root.children.add(parent[1:])
+        for j in range(1000):
+            tree.nodes[f"{parent}/c{j}"] = Znode(b"0123456789abcdef", acl if j % 3 else OPEN_ACL_UNSAFE, j, j)
+            pn.children.add(f"c{j}")
+    p = tmp_path / "snapshot.1"
+    t0 = time.perf_counter()
+    write_snapshot(tree, p, fsync=False)
+    t1 = time.perf_counter()
+    back = load_snapshot(p)
+    t2 = time.perf_counter()
+    assert len(back.nodes) == len(tree.nodes)
+    assert t1 - t0 < 5 and t2 - t1 < 5, (t1 - t0, t2 - t1)
+
+
+# ---- Java's own tool reads our snapshot ---------------------------------------------------------
+def java_snapshot_dump(p: Path) -> dict[str, dict[str, str]]:
+    out = subprocess.run(["java", "-cp", JAVA_CP, "org.apache.zookeeper.server.SnapshotFormatter", "-d",
+                          str(p)], capture_output=True, text=True, timeout=120, check=True).stdout
+    nodes: dict[str, dict[str, str]] = {}
+    cur: dict[str, str] | None = None
+    for line in out.splitlines():
+        if line.startswith("/"):
+            cur = nodes[line] = {}
+        elif line.startswith("  ") and cur is not None and " = " in line:
+            k, v = line.lstrip().split(" = ", 1)
+            cur[k] = v
+        elif line.startswith("Session Details"):
+            cur = None
+    return nodes
+
+
+@pytest.mark.skipif(not HAVE_JAVA, reason="java or the ZooKeeper 3.8 jars are not installed")
+def test_java_snapshot_formatter_reads_ours(tmp_path: Path) -> None:
+    tree = build_tree(21, 300)
+    p = tmp_path / "snapshot.12c"
+    write_snapshot(tree, p, fsync=False)
+    dumped = java_snapshot_dump(p)
+    assert sorted(dumped) == sorted(tree.nodes)
+    for path, n in tree.nodes.items():
+        d = dumped[path]
+        assert int(d["cZxid"], 16) == n.czxid and int(d["mZxid"], 16) == n.mzxid, path
+        assert int(d["pZxid"], 16) == n.pzxid, path
+        assert (int(d["cversion"]), int(d["dataVersion"]), int(d["aclVersion"])) == (
+            n.cversion, n.version, n.aversion), path
+        assert int(d["ephemeralOwner"], 16) == n.owner & 0xFFFFFFFFFFFFFFFF, path
+        assert base64.b64decode(d["data"]) == (n.data or b""), path
+
+
+def test_dump_snapshot_text_and_json(tmp_path: Path) -> None:
+    import json
+
+    from zkpy.persistence.dump import dump_snapshot, dump_snapshot_json
+
+    tree = build_tree(5, 80)
+    p = tmp_path / "snapshot.50"
+    write_snapshot(tree, p, fsync=False)
+    recs = [json.loads(x) for x in dump_snapshot_json(p)]
+    nodes = {r["path"]: r for r in recs if "path" in r}
+    assert sorted(nodes) == sorted(tree.nodes)
+    for path, n in tree.nodes.items():
+        assert (nodes[path]["czxid"], nodes[path]["pzxid"], nodes[path]["cversion"]) == (n.czxid, n.pzxid,
+                                                                                         n.cversion)
+    assert recs[-1]["seals"]["digest_zxid"] == 0
+    assert len(recs[0]["sessions"]) == len(tree.sessions)
+    text = list(dump_snapshot(p))
+    assert f"{len(tree.nodes)} znodes; seals OK" in text[-1]
+
+
+def test_chunked_copy_restores_gc() -> None:
+    import gc
+
+    from zkpy.persistence.snapshot import iter_snapshot_items
+
+    tree = build_tree(9, 120)
+    assert gc.isenabled()
+    chunks = list(iter_snapshot_items(tree, chunk_size=10))
+    assert [it for ch in chunks for it in ch] == snapshot_items(tree)
+    assert gc.isenabled()
+    g = iter_snapshot_items(tree, chunk_size=10)
+    next(g)
+    assert not gc.isenabled()  # off while the copy is in progress
+    g.close()
+    assert gc.isenabled()

@@ -1,0 +1,237 @@
+"""Reading txn log files: walk entries, detect torn or corrupt tails, iterate txns.
+
+File layout (Apache ZooKeeper FileTxnLog, version 2)::
+
+    FileHeader { int magic = 0x5A4B4C47, int version = 2, long dbid = 0 }
+    repeat { long adler32(entry), int len(entry), entry = TxnHeader + record [+ TxnDigest], byte 'B' }
+    zero padding (preallocation)
+
+How a walk over one file ends (``Tail.status``):
+
+* ``eof``/``zero``: clean end (end of file, or a zero checksum and length =
+  preallocated space); :func:`scan_file` reports ``garbage`` instead when non-zero
+  bytes follow (a torn batch whose first page was lost);
+* ``empty``: the file has no header yet (zero-filled or shorter than 16 bytes);
+* ``partial``: an entry runs past the end of the file or lacks its 'B' marker;
+* ``corrupt``: checksum mismatch, impossible length, or a bad file header.
+
+Java aborts loading on ``corrupt``; zkpy's recovery truncates there instead (see
+:func:`zkpy.persistence.txnlog.repair_log`).
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from zkpy.jute.constants import OpCode
+from zkpy.jute.txns import TXN_HEADER, TxnHeader, decode_txn, encode_txn
+from zkpy.persistence.files import log_files
+
+log = logging.getLogger("zkpy.persistence")
+
+LOG_MAGIC = 0x5A4B4C47
+LOG_VERSION = 2
+FILE_HEADER = struct.Struct(">iiq")  # magic, version, dbid
+CRC_LEN = struct.Struct(">qi")  # checksum (long), entry length (int)
+EOR = 0x42  # 'B'
+HEADER_SIZE = FILE_HEADER.size
+MAX_ENTRY = 64 << 20  # sanity bound on one entry (jute.maxbuffer is ~1 MiB)
+CLEAN = ("eof", "zero", "empty")
+_DIGEST_VERSION = b"\x00\x00\x00\x02"
+_ZERO_CHUNK = bytes(1 << 20)
+
+
+class Tail:
+    """Where and why the walk over one log file stopped."""
+
+    __slots__ = ("status", "offset", "detail")
+
+    def __init__(self) -> None:
+        self.status = "eof"
+        self.offset = 0  # end of the last good entry (= where a truncation would cut)
+        self.detail = ""
+
+    def set(self, status: str, offset: int, detail: str = "") -> None:
+        self.status, self.offset, self.detail = status, offset, detail
+
+    @property
+    def clean(self) -> bool:
+        return self.status in CLEAN
+
+
+def walk(buf: bytes | mmap.mmap, tail: Tail) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, entry bytes) for every good entry; tail says how it ended."""
+    size = len(buf)
+    if size < HEADER_SIZE or buf[:HEADER_SIZE] == bytes(HEADER_SIZE):
+        head = buf[:min(size, HEADER_SIZE)]
+        if head.count(0) == len(head):
+            tail.set("empty", 0, "no file header")
+        else:
+            tail.set("corrupt", 0, "short file header")
+        return
+    magic = FILE_HEADER.unpack_from(buf, 0)[0]
+    if magic != LOG_MAGIC:
+        tail.set("corrupt", 0, f"bad magic 0x{magic & 0xFFFFFFFF:08x}")
+        return
+    p = HEADER_SIZE
+    unpack = CRC_LEN.unpack_from
+    adler32 = zlib.adler32
+    while True:
+        if p + 12 > size:
+            rest = buf[p:size]
+            if rest.count(0) == len(rest):
+                tail.set("eof", p)
+            else:
+                tail.set("partial", p, "truncated entry header")
+            return
+        crc, n = unpack(buf, p)
+        if n == 0:
+            tail.set("zero", p)
+            return
+        if n < 0 or n > MAX_ENTRY:
+            tail.set("corrupt", p, f"impossible entry length {n}")
+            return
+        s = p + 12
+        e = s + n
+        if e >= size:
+            tail.set("partial", p, f"entry of {n} bytes runs past the end of the file")
+            return
+        if buf[e] != EOR:
+            tail.set("partial", p, "no end-of-record marker")
+            return
+        body = buf[s:e]
+        if adler32(body) != crc:
+            tail.set("corrupt", p, "checksum mismatch")
+            return
+        if n < TXN_HEADER.size:
+            tail.set("corrupt", p, f"entry of {n} bytes is shorter than a txn header")
+            return
+        yield p, body
+        p = e + 1
+        tail.offset = p
+
+
+def read_file(path: Path) -> bytes | mmap.mmap:
+    """The whole file, memory-mapped when non-empty (caller closes mmaps)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def strip_digest(type_: int, rec: bytes) -> bytes:
+    """Remove a trailing TxnDigest (int version 2, long digest) written by Java 3.6+."""
+    n = len(rec)
+    if n < 12 or rec[n - 12 : n - 8] != _DIGEST_VERSION:
+        return rec
+    if n == 12 and type_ == OpCode.CLOSE_SESSION:
+        return b""  # closeSession without a record, followed by a digest
+    try:
+        k = len(encode_txn(decode_txn(type_, rec)))
+    except Exception:
+        return rec
+    return rec[:k] if k == n - 12 else rec
+
+
+def split_entry(body: bytes) -> tuple[TxnHeader, bytes]:
+    hdr = TxnHeader(*TXN_HEADER.unpack_from(body, 0))
+    return hdr, strip_digest(hdr.type, body[TXN_HEADER.size :])
+
+
+def iter_file(path: Path, tail: Tail | None = None) -> Iterator[tuple[TxnHeader, bytes]]:
+    """Every good txn of one log file, in file order."""
+    tail = tail or Tail()
+    buf = read_file(path)
+    try:
+        for _off, body in walk(buf, tail):
+            yield split_entry(body)
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+
+
+def iter_log(log_dir: Path, from_zxid: int = 0) -> Iterator[tuple[TxnHeader, bytes]]:
+    """Every logged txn with zxid > from_zxid, in order.
+
+    Starts with the newest log file whose start zxid <= from_zxid (older files cannot
+    hold anything newer).  Stops, with a warning, at a torn or corrupt entry in any
+    file but the last: what follows it is not a consistent continuation.
+    """
+    files = log_files(Path(log_dir))
+    start = 0
+    for i, (z, _p) in enumerate(files):
+        if z <= from_zxid:
+            start = i
+    last = -1
+    for i in range(start, len(files)):
+        path = files[i][1]
+        tail = Tail()
+        for hdr, rec in iter_file(path, tail):
+            last = hdr.zxid
+            if hdr.zxid > from_zxid:
+                yield hdr, rec
+        if tail.clean:
+            continue
+        if i + 1 == len(files):
+            log.warning("txn log %s ends in a %s entry at offset %d (%s)",
+                        path, tail.status, tail.offset, tail.detail)
+        elif not follows(last, files[i + 1][0]):
+            log.warning("txn log %s: %s entry at offset %d (%s); ignoring %d later log file(s): "
+                        "they do not continue from zxid 0x%x", path, tail.status, tail.offset,
+                        tail.detail, len(files) - i - 1, last)
+            return
+
+
+def follows(last: int, first: int) -> bool:
+    """Whether a log file starting at zxid first directly continues a log ending at last."""
+    if last < 0:
+        return False
+    return first == last + 1 or ((first >> 32) > (last >> 32) and first & 0xFFFFFFFF == 1)
+
+
+def nonzero_after(buf: bytes | mmap.mmap, offset: int) -> bool:
+    """True if any byte at or after offset is not zero."""
+    size = len(buf)
+    p = offset
+    while p < size:
+        q = min(size, p + len(_ZERO_CHUNK))
+        if buf[p:q] != _ZERO_CHUNK[: q - p]:
+            return True
+        p = q
+    return False
+
+
+def scan_file(path: Path) -> tuple[Tail, int, int, int]:
+    """Walk a whole log file: (tail, entry count, last zxid or -1, file size).
+
+    A clean end followed by non-zero bytes (garbage after a zero length) is reported
+    as ``garbage`` so that repair cuts it off.
+    """
+    tail = Tail()
+    buf = read_file(path)
+    count, last = 0, -1
+    try:
+        for _off, body in walk(buf, tail):
+            count += 1
+            last = TXN_HEADER.unpack_from(body, 0)[2]
+        if tail.status == "zero" and nonzero_after(buf, tail.offset):
+            tail.set("garbage", tail.offset, "non-zero bytes after the end of the data")
+        return tail, count, last, len(buf)
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()
+
+
+def last_logged_zxid(log_dir: Path) -> int:
+    """The zxid of the last good txn in the log directory, or -1 if there is none."""
+    for _z, path in reversed(log_files(Path(log_dir))):
+        _tail, count, last, _size = scan_file(path)
+        if count:
+            return last
+    return -1

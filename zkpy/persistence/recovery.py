@@ -1,0 +1,175 @@
+"""Startup recovery and purge (Apache ZooKeeper's FileTxnSnapLog and PurgeTxnLog rules).
+
+Recovery: load the newest snapshot that loads (valid = >= 10 bytes ending in ustring
+"/", then CRC-checked; older ones are tried on failure), then replay every logged txn
+with zxid > the snapshot's zxid.  Before reading the log, a torn or corrupt tail is
+cut off (see :func:`zkpy.persistence.txnlog.repair_log`) so that new appends never
+follow garbage.
+
+Differences from Java, on purpose:
+
+* a checksum mismatch in the log truncates there with a warning instead of aborting;
+* no snapshot but logs present: the logs are trusted and replayed from zxid 0 (Java
+  refuses unless ``zookeeper.snapshot.trust.empty=true``);
+* valid-looking snapshots that all fail to load: recovery stops with an error rather
+  than silently starting from an older state.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from zkpy.datatree.tree import DataTree
+from zkpy.jute.txns import CloseSessionTxn, DeleteTxn, ErrorTxn, MultiTxn, Txn, decode_txn
+from zkpy.persistence.files import (
+    VERSION_DIR,
+    PersistenceError,
+    ensure_dir,
+    file_name,
+    log_files,
+    snapshot_files,
+    valid_snapshots,
+)
+from zkpy.persistence.snapshot import SnapshotError, load_snapshot, write_snapshot
+from zkpy.persistence.txnlog import iter_log, repair_log
+
+log = logging.getLogger("zkpy.persistence")
+
+MAX_SNAPSHOTS_TRIED = 100  # as Java's FileSnap.deserialize
+MIN_RETAIN = 3  # PurgeTxnLog refuses fewer
+
+
+class RecoveryError(PersistenceError):
+    """The data cannot be recovered safely without an operator's decision."""
+
+
+def version_dirs(data_dir: Path, log_dir: Path | None = None) -> tuple[Path, Path]:
+    """The version-2 snapshot and log directories, created if missing."""
+    snap_dir = ensure_dir(Path(data_dir) / VERSION_DIR)
+    txn_dir = ensure_dir(Path(log_dir if log_dir is not None else data_dir) / VERSION_DIR)
+    return snap_dir, txn_dir
+
+
+def load_newest_snapshot(snap_dir: Path) -> tuple[DataTree, int] | None:
+    """The newest snapshot that loads, or None if there is no valid-looking snapshot."""
+    candidates = valid_snapshots(snap_dir, MAX_SNAPSHOTS_TRIED)
+    for z, path in snapshot_files(snap_dir):
+        if (z, path) not in candidates and not path.name.endswith(".snappy"):
+            log.info("ignoring snapshot %s: fails the validity test (torn or empty)", path)
+    errors = []
+    for z, path in candidates:
+        try:
+            tree = load_snapshot(path, z)
+        except (SnapshotError, OSError) as e:
+            log.warning("cannot load snapshot %s (%s); trying an older one", path, e)
+            errors.append(f"{path.name}: {e}")
+            continue
+        log.info("loaded snapshot %s: %d znodes, %d sessions", path, len(tree.nodes), len(tree.sessions))
+        return tree, z
+    if errors:
+        raise RecoveryError(
+            f"no snapshot in {snap_dir} could be loaded ({'; '.join(errors)}); refusing to start "
+            "from an older state. Move the damaged snapshots away to fall back to the logs only.")
+    return None
+
+
+def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]:
+    """Rebuild the tree from ``<data_dir>/version-2`` and ``<log_dir>/version-2``.
+
+    Returns (tree, last zxid): the highest zxid in the snapshot name or the replayed
+    log.  Raises PersistenceError if a directory cannot be created or read.
+    """
+    snap_dir, txn_dir = version_dirs(data_dir, log_dir)
+    try:
+        found = load_newest_snapshot(snap_dir)
+        repair_log(txn_dir, found[1] if found else 0)
+    except PermissionError as e:
+        raise PersistenceError(f"cannot read {e.filename or snap_dir}: {e.strerror}") from e
+    if found is None:
+        tree, snap_zxid = DataTree(), 0
+        if log_files(txn_dir):
+            log.warning("no snapshot in %s but txn logs in %s: replaying the logs from zxid 0 "
+                        "(zkpy trusts the logs; Java would refuse without "
+                        "zookeeper.snapshot.trust.empty)", snap_dir, txn_dir)
+    else:
+        tree, snap_zxid = found
+    last = snap_zxid
+    count = 0
+    try:
+        for hdr, rec in iter_log(txn_dir, snap_zxid):
+            txn = decode_txn(hdr.type, rec)
+            tree.apply(hdr, txn)
+            replay_fixups(tree, hdr.zxid, txn)
+            last = hdr.zxid
+            count += 1
+    except PermissionError as e:
+        raise PersistenceError(f"cannot read {e.filename or txn_dir}: {e.strerror}") from e
+    tree.last_processed_zxid = last
+    log.info("recovered to zxid 0x%x (snapshot 0x%x + %d logged txns)", last, snap_zxid, count)
+    return tree, last
+
+
+def _deleted_paths(txn: Txn) -> list[str]:
+    if isinstance(txn, DeleteTxn):
+        return [txn.path]
+    if isinstance(txn, CloseSessionTxn):
+        return list(txn.paths)
+    if isinstance(txn, MultiTxn) and not any(isinstance(t, ErrorTxn) for _o, t in txn.txns):
+        return [t.path for _o, t in txn.txns if isinstance(t, DeleteTxn)]
+    return []
+
+
+def replay_fixups(tree: DataTree, zxid: int, txn: Txn) -> None:
+    """What Java's DataTree.deleteNode does on replay that our apply does not (yet).
+
+    A fuzzy snapshot may already lack a child that a logged delete removes; Java still
+    moves the parent's pzxid forward to the delete's zxid, so that the replayed tree
+    matches the live one.  (Harmless once DataTree does this itself.)
+    """
+    for path in _deleted_paths(txn):
+        if path in tree.nodes or path == "/":
+            continue
+        parent = tree.nodes.get(path[: path.rfind("/")] or "/")
+        if parent is not None and zxid > parent.pzxid:
+            parent.pzxid = zxid
+
+
+def take_snapshot(tree: DataTree, data_dir: Path, fsync: bool = True) -> Path:
+    """Write ``snapshot.<last processed zxid>`` of tree into ``<data_dir>/version-2``."""
+    snap_dir = ensure_dir(Path(data_dir) / VERSION_DIR)
+    path = snap_dir / file_name("snapshot", tree.last_processed_zxid)
+    write_snapshot(tree, path, fsync)
+    return path
+
+
+def purge(data_dir: Path, log_dir: Path | None, retain_count: int) -> list[Path]:
+    """Delete old snapshots and logs, keeping what the newest retain_count snapshots need.
+
+    Z = zxid of the oldest of the newest ``retain_count`` valid snapshots.  Deleted:
+    snapshots with zxid < Z, and log files with start zxid < Z except the newest log
+    file whose start zxid <= Z (it may hold the txns right after Z).
+    """
+    if retain_count < MIN_RETAIN:
+        raise ValueError(f"retain_count must be at least {MIN_RETAIN}")
+    snap_dir = Path(data_dir) / VERSION_DIR
+    txn_dir = Path(log_dir if log_dir is not None else data_dir) / VERSION_DIR
+    kept = valid_snapshots(snap_dir, retain_count)
+    if not kept:
+        return []
+    z = kept[-1][0]
+    logs = log_files(txn_dir)
+    keep_log = max((lz for lz, _p in logs if lz <= z), default=None)
+    doomed = [p for sz, p in snapshot_files(snap_dir) if sz < z]
+    doomed += [p for lz, p in logs if lz < z and lz != keep_log]
+    removed = []
+    for p in doomed:
+        try:
+            p.unlink()
+            removed.append(p)
+            log.info("purge: removed %s", p)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("purge: cannot remove %s: %s", p, e)
+    return removed

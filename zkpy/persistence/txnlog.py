@@ -1,0 +1,309 @@
+"""The txn log writer (group commit), repair of torn tails, and truncation.
+
+Threading model: :meth:`TxnLog.append` runs on the event-loop thread and only
+serialises the entry into an in-memory buffer; :meth:`TxnLog.sync` runs in one worker
+thread, writes everything appended so far, preallocates and fdatasyncs -- one sync
+covers many appends (group commit).  Only the worker touches file descriptors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import zlib
+from pathlib import Path
+
+from zkpy.jute.txns import TXN_HEADER, TxnHeader
+from zkpy.persistence.files import LOG_PREFIX, ensure_dir, fdatasync, file_name, fsync_dir, log_files
+from zkpy.persistence.logscan import (
+    CRC_LEN,
+    EOR,
+    FILE_HEADER,
+    HEADER_SIZE,
+    LOG_MAGIC,
+    LOG_VERSION,
+    Tail,
+    follows,
+    iter_file,
+    iter_log,
+    last_logged_zxid,
+    read_file,
+    scan_file,
+    walk,
+)
+
+log = logging.getLogger("zkpy.persistence")
+
+DEFAULT_PREALLOC = 64 << 20
+_PAD_SLACK = 4096  # extend the file when the write position gets this close to its end
+DISCARDED_PREFIX = "discarded-"  # Java must not parse these as logs ("log.<hex>.x" would be)
+
+__all__ = [
+    "TxnLog", "iter_log", "iter_file", "repair_log", "truncate_log", "last_logged_zxid",
+    "scan_file", "LOG_MAGIC",
+]
+
+
+class _Segment:
+    """Bytes appended but not yet written; new_file names the file they start."""
+
+    __slots__ = ("new_file", "buf", "last_zxid", "count")
+
+    def __init__(self, new_file: int | None, buf: bytearray) -> None:
+        self.new_file = new_file
+        self.buf = buf
+        self.last_zxid = -1
+        self.count = 0
+
+
+class TxnLog:
+    """Appends txns to ``log.<zxid>`` files in ``log_dir`` (the version-2 directory)."""
+
+    def __init__(self, log_dir: Path, pre_alloc_size: int = DEFAULT_PREALLOC,
+                 force_sync: bool = True) -> None:
+        self.log_dir = ensure_dir(Path(log_dir))
+        self.pre_alloc_size = pre_alloc_size
+        self.force_sync = force_sync
+        self._lock = threading.Lock()  # pending state: event loop (append) vs worker (sync)
+        self._io_lock = threading.Lock()  # one sync / close / truncate at a time
+        self._pending: list[_Segment] = []
+        self._pending_bytes = 0
+        self._roll = True  # the next append starts a new file
+        self._fd = -1
+        self._path: Path | None = None
+        self._pos = 0  # end of written data in the current file
+        self._size = 0  # current (preallocated) file size
+        self._failed: OSError | None = None
+        self.last_appended_zxid = -1
+        self.last_synced_zxid = -1
+        self.syncs = 0  # number of sync() calls that wrote something
+
+    # ---- event-loop side ----------------------------------------------------------
+    def append(self, hdr: TxnHeader, record: bytes) -> None:
+        """Queue one txn (header + serialized record); durable after the next sync()."""
+        entry = TXN_HEADER.pack(*hdr) + record
+        head = CRC_LEN.pack(zlib.adler32(entry), len(entry))
+        zxid = hdr.zxid
+        with self._lock:
+            pending = self._pending
+            if self._roll:
+                self._roll = False
+                seg = _Segment(zxid, bytearray(FILE_HEADER.pack(LOG_MAGIC, LOG_VERSION, 0)))
+                pending.append(seg)
+            elif pending:
+                seg = pending[-1]
+            else:
+                seg = _Segment(None, bytearray())
+                pending.append(seg)
+            buf = seg.buf
+            n = len(buf)
+            buf += head
+            buf += entry
+            buf.append(EOR)
+            seg.last_zxid = zxid
+            seg.count += 1
+            self._pending_bytes += len(buf) - n
+            self.last_appended_zxid = zxid
+
+    def roll(self) -> None:
+        """Make the next append start a new log file (done when a snapshot is taken)."""
+        with self._lock:
+            self._roll = True
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    @property
+    def current_file(self) -> Path | None:
+        return self._path
+
+    # ---- worker side ----------------------------------------------------------------
+    def sync(self) -> int:
+        """Write and fdatasync everything appended so far; return the last durable zxid.
+
+        Raises OSError on failure; the log then refuses further syncs (the server must
+        stop acknowledging writes).
+        """
+        with self._io_lock:
+            return self._sync_locked()
+
+    def _sync_locked(self) -> int:
+        if self._failed is not None:
+            raise OSError(self._failed.errno, f"txn log unusable after earlier failure: {self._failed}")
+        with self._lock:
+            segs, self._pending = self._pending, []
+            self._pending_bytes = 0
+        if not segs:
+            return self.last_synced_zxid
+        try:
+            for seg in segs:
+                if seg.new_file is not None:
+                    self._open_new(seg.new_file)
+                elif self._fd < 0:
+                    raise OSError(0, "txn log: append without an open file")
+                self._write(seg.buf)
+            if self.force_sync:
+                fdatasync(self._fd)
+        except OSError as e:
+            self._failed = e
+            log.error("txn log %s: write/sync failed: %s", self._path, e)
+            raise
+        self.syncs += 1
+        self.last_synced_zxid = segs[-1].last_zxid
+        return self.last_synced_zxid
+
+    def _open_new(self, zxid: int) -> None:
+        self._close_fd()
+        path = self.log_dir / file_name(LOG_PREFIX, zxid)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        self._path = path
+        self._pos = 0
+        self._size = 0
+        if self.force_sync:
+            fsync_dir(self.log_dir)
+        log.info("txn log: new file %s", path.name)
+
+    def _write(self, data: bytearray) -> None:
+        fd = self._fd
+        end = self._pos + len(data)
+        pa = self.pre_alloc_size
+        if pa > 0 and end + _PAD_SLACK >= self._size:
+            new_size = ((end + _PAD_SLACK) // pa + 1) * pa
+            os.ftruncate(fd, new_size)  # sparse zero fill, as Java's padding
+            self._size = new_size
+        view = memoryview(data)
+        pos = self._pos
+        while view:
+            n = os.pwrite(fd, view, pos)
+            pos += n
+            view = view[n:]
+        self._pos = pos
+        if pos > self._size:
+            self._size = pos
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                if self.force_sync and self._failed is None:
+                    fdatasync(fd)
+            finally:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Write and sync what is pending, then close the file."""
+        with self._io_lock:
+            try:
+                if self._failed is None:
+                    self._sync_locked()
+            finally:
+                self._close_fd()
+                with self._lock:
+                    self._roll = True
+
+    def truncate(self, zxid: int) -> None:
+        """Drop every logged txn with zxid > given zxid (ZAB TRUNC); next append rolls."""
+        with self._io_lock:
+            if self._failed is None:
+                self._sync_locked()
+            self._close_fd()
+            self._path = None
+            truncate_log(self.log_dir, zxid)
+            with self._lock:
+                self._roll = True
+            self.last_synced_zxid = min(self.last_synced_zxid, zxid)
+            self.last_appended_zxid = min(self.last_appended_zxid, zxid)
+
+
+# ---- repair and truncation ------------------------------------------------------------
+def _cut(path: Path, offset: int) -> None:
+    if offset <= HEADER_SIZE:
+        path.unlink()
+    else:
+        os.truncate(path, offset)
+
+
+def _discard(path: Path) -> Path:
+    dest = path.with_name(DISCARDED_PREFIX + path.name)
+    os.replace(path, dest)
+    return dest
+
+
+def repair_log(log_dir: Path, from_zxid: int = 0) -> list[str]:
+    """Make the log directory a clean prefix of history; return what was done.
+
+    A torn or corrupt tail (checksum mismatch, partial entry, non-zero bytes after the
+    end of the data) is cut off after the file's last good entry; Java would refuse to
+    load a checksum mismatch, zkpy keeps the good prefix and warns.  If later files do
+    not continue directly from the last good txn (zxid + 1, or counter 1 of a later
+    epoch), they are renamed ``discarded-log.<zxid>`` (kept for the operator, ignored
+    by zkpy and Java): replaying them would skip the txns lost in the damage.  Files
+    without any txn are removed.  Only files that can hold txns > from_zxid (from the
+    newest one starting at or before it) are checked.
+    """
+    log_dir = Path(log_dir)
+    actions: list[str] = []
+    files = log_files(log_dir)
+    first = max((i for i, (z, _p) in enumerate(files) if z <= from_zxid), default=0)
+    files = files[first:]
+    last_good = -1
+    for i, (_z, path) in enumerate(files):
+        tail, count, last, size = scan_file(path)
+        if tail.status == "empty" or (tail.clean and count == 0):
+            path.unlink()
+            actions.append(f"removed {path.name}: no txns")
+            log.info("txn log %s holds no txns; removed it", path)
+            continue
+        if count:
+            last_good = last
+        if tail.clean:
+            continue
+        msg = (f"truncated {path.name} at offset {tail.offset} after {count} good txns: "
+               f"{tail.status} entry ({tail.detail}); dropped {size - tail.offset} bytes")
+        log.warning("txn log %s: %s", path, msg)
+        _cut(path, tail.offset)
+        actions.append(msg)
+        later = files[i + 1 :]
+        if later and not follows(last_good, later[0][0]):
+            for _lz, lp in later:
+                dest = _discard(lp)
+                actions.append(f"discarded {lp.name} -> {dest.name}")
+            log.warning("txn log: %d later file(s) renamed with prefix %r because they do not "
+                        "continue from zxid 0x%x: %s", len(later), DISCARDED_PREFIX, last_good,
+                        ", ".join(p.name for _, p in later))
+            break
+    if actions:
+        fsync_dir(log_dir)
+    return actions
+
+
+def truncate_log(log_dir: Path, zxid: int) -> None:
+    """Cut the log just after the txn with the given zxid; delete all later files."""
+    log_dir = Path(log_dir)
+    files = log_files(log_dir)
+    keep = -1
+    for i, (z, _p) in enumerate(files):
+        if z <= zxid:
+            keep = i
+    for _z, p in files[keep + 1 :]:
+        p.unlink()
+    if keep >= 0:
+        path = files[keep][1]
+        tail = Tail()
+        cut = None
+        buf = read_file(path)
+        try:
+            for off, body in walk(buf, tail):
+                if TXN_HEADER.unpack_from(body, 0)[2] > zxid:
+                    cut = off
+                    break
+            if cut is None:
+                cut = tail.offset  # also drops a torn tail after the last good entry
+        finally:
+            if not isinstance(buf, bytes):
+                buf.close()
+        _cut(path, cut)
+    fsync_dir(log_dir)
+
