@@ -153,6 +153,15 @@ def workload(seed: int, n: int, start_zxid: int = 1, shadow: DataTree | None = N
     return out
 
 
+def add_child(node: Znode, name: str) -> None:
+    """Link a child name into a hand-built node (Znode.add_child where it exists)."""
+    adder = getattr(node, "add_child", None)
+    if adder is not None:
+        adder(name)
+    else:
+        node.children.add(name)
+
+
 def build_tree(seed: int, n: int) -> DataTree:
     tree = DataTree()
     workload(seed, n, shadow=tree)
@@ -223,11 +232,11 @@ def test_special_nodes_round_trip(tmp_path: Path) -> None:
                         ("n", 0)):
         tree.nodes["/" + name] = Znode(None if name == "n" else b"d", OPEN_ACL_UNSAFE, 3, 4, owner)
         tree._index_owner("/" + name, owner)
-        root.children.add(name)
+        add_child(root, name)
     tree.nodes["/ü/x"] = Znode(b"", DIGEST_ACL, 5, 6)  # parent added after the child: out of order
     tree.nodes["/ü"] = Znode(b"", (), 5, 6)
-    root.children.add("ü")
-    tree.nodes["/ü"].children.add("x")
+    add_child(root, "ü")
+    add_child(tree.nodes["/ü"], "x")
     tree.nodes["/n"].cversion = -7
     tree.sessions = {0x7F00000000000001: 4000, -5: 1}
     p = tmp_path / "snapshot.a"
@@ -336,10 +345,10 @@ def test_200k_nodes_write_and_load_fast(tmp_path: Path) -> None:
     for i in range(200):
         parent = f"/p{i}"
         pn = tree.nodes[parent] = Znode(b"parent", OPEN_ACL_UNSAFE, i, i)
-        root.children.add(parent[1:])
+        add_child(root, parent[1:])
         for j in range(1000):
             tree.nodes[f"{parent}/c{j}"] = Znode(b"0123456789abcdef", acl if j % 3 else OPEN_ACL_UNSAFE, j, j)
-            pn.children.add(f"c{j}")
+            add_child(pn, f"c{j}")
     p = tmp_path / "snapshot.1"
     t0 = time.perf_counter()
     write_snapshot(tree, p, fsync=False)
@@ -419,3 +428,26 @@ def test_chunked_copy_restores_gc() -> None:
     assert not gc.isenabled()  # off while the copy is in progress
     g.close()
     assert gc.isenabled()
+
+
+def test_quota_stats_are_recounted_on_load(tmp_path: Path) -> None:
+    tree = DataTree()
+    z = iter(range(1, 100))
+
+    def create(path: str, data: bytes) -> None:
+        parent = tree.nodes[path[: path.rfind("/")] or "/"]
+        tree.apply(TxnHeader(0, 1, next(z), 5, OpCode.CREATE),
+                   CreateTxn(path, data, list(OPEN_ACL_UNSAFE), False, parent.cversion + 1))
+
+    create("/q", b"abc")
+    create("/zookeeper/quota/q", b"")
+    create("/zookeeper/quota/q/zookeeper_limits", b"count=10,bytes=-1")
+    create("/zookeeper/quota/q/zookeeper_stats", b"count=0,bytes=0")
+    create("/q/a", b"12345")
+    assert tree.nodes["/zookeeper/quota/q/zookeeper_stats"].data == b"count=2,bytes=8"
+    tree.nodes["/zookeeper/quota/q/zookeeper_stats"].data = b"count=0,bytes=0"  # stale in the file
+    p = tmp_path / "snapshot.5"
+    write_snapshot(tree, p, fsync=False)
+    back = load_snapshot(p)
+    assert back.nodes["/zookeeper/quota/q/zookeeper_stats"].data == b"count=2,bytes=8"
+    assert back.quotas.paths == {"/q"}
