@@ -203,7 +203,33 @@ def mntr(server: ZooKeeperServer) -> str:
         ("zk_last_proposal_size", -1),
         ("zk_auth_failed_count", 0),
     ]
+    rows += _quorum_rows(server)
     return "".join(f"{k}\t{v}\n" for k, v in rows)
+
+
+def _quorum_rows(server: ZooKeeperServer) -> list[tuple[str, object]]:
+    """The ensemble rows of the reference's mntr: peer state, quorum size and, on the
+    leader, its learners and how many of them are synced (in broadcast)."""
+    zab = server.zab
+    if zab is None:
+        return []
+    state = {"leader": "leading", "follower": "following", "observer": "observing"}.get(zab.role, zab.role)
+    rows: list[tuple[str, object]] = [("zk_peer_state", f"{state} - broadcast")]
+    peer = getattr(zab, "peer", None)
+    if peer is not None:
+        rows.append(("zk_quorum_size", len(peer.voters)))
+    leader = getattr(zab, "leader", None)
+    if zab.role == "leader" and leader is not None:
+        learners = list(leader.learners.values())
+        synced = [ls for ls in learners if ls.phase.value == "broadcast"]
+        rows += [
+            ("zk_learners", len(learners)),
+            ("zk_synced_followers", sum(1 for ls in synced if not ls.observer)),
+            ("zk_synced_non_voting_followers", 0),
+            ("zk_synced_observers", sum(1 for ls in synced if ls.observer)),
+            ("zk_pending_syncs", len(leader.pending_syncs)),
+        ]
+    return rows
 
 
 def _watch_index(server: ZooKeeperServer) -> dict[str, set[int]]:
