@@ -51,6 +51,16 @@ def owner_ttl(owner: int) -> int | None:
     return None
 
 
+NO_CHILDREN: frozenset[str] = frozenset()
+_ACL_CACHE: dict[tuple[ACL, ...], tuple[ACL, ...]] = {}
+
+
+def intern_acl(acl: tuple[ACL, ...] | list[ACL]) -> tuple[ACL, ...]:
+    """One shared tuple per distinct ACL list (most znodes use one of a handful)."""
+    t = tuple(acl)
+    return _ACL_CACHE.setdefault(t, t)
+
+
 class Znode:
     """One znode: data, ACL, stored stat fields and child names."""
 
@@ -68,7 +78,14 @@ class Znode:
         self.ctime = self.mtime = time
         self.version = self.cversion = self.aversion = 0
         self.owner = owner
-        self.children: set[str] = set()
+        # most znodes are leaves: share one empty frozenset until the first child arrives
+        self.children: set[str] | frozenset[str] = NO_CHILDREN
+
+    def add_child(self, name: str) -> None:
+        if self.children is NO_CHILDREN:
+            self.children = {name}
+        else:
+            self.children.add(name)  # type: ignore[union-attr]
 
     @property
     def reported_owner(self) -> int:
@@ -136,7 +153,7 @@ class DataTree:
     def _add_system_node(self, path: str, acl: tuple[ACL, ...]) -> None:
         parent, name = split_path(path)
         self.nodes[path] = Znode(b"", acl, 0, 0)
-        self.nodes[parent].children.add(name)
+        self.nodes[parent].add_child(name)
 
     # ---- reads --------------------------------------------------------------------
     def get(self, path: str) -> Znode | None:
@@ -183,7 +200,7 @@ class DataTree:
             node = self.nodes.get(txn.path)
             if node is None:
                 return ApplyResult(Err.NONODE)
-            node.acl = tuple(txn.acl)
+            node.acl = intern_acl(txn.acl)
             node.aversion = txn.version
             return ApplyResult(0, stat=node.stat_bytes())
         if isinstance(txn, CheckVersionTxn):
@@ -225,9 +242,9 @@ class DataTree:
             owner = ttl_owner(t.ttl)
         elif t.ephemeral:
             owner = hdr.client_id
-        node = Znode(t.data, tuple(t.acl), zxid, hdr.time, owner)
+        node = Znode(t.data, intern_acl(t.acl), zxid, hdr.time, owner)
         self.nodes[t.path] = node
-        parent.children.add(name)
+        parent.add_child(name)
         self._index_owner(t.path, owner)
         self.quotas.created(t.path, len(t.data) if t.data else 0)
         w = self.watches
@@ -246,11 +263,17 @@ class DataTree:
             self.ephemerals.setdefault(owner, set()).add(path)
 
     def _delete(self, path: str, zxid: int, events: list[Event]) -> ApplyResult:
-        node = self.nodes.get(path)
-        if node is None or path == "/":
+        if path == "/":
             return ApplyResult(Err.NONODE)
         parent_path, name = split_path(path)
         parent = self.nodes.get(parent_path)
+        node = self.nodes.get(path)
+        if node is None:
+            # a delete replayed over a fuzzy snapshot: the reference still moves the
+            # parent's pzxid forward before it finds the child missing
+            if parent is not None and zxid > parent.pzxid:
+                parent.pzxid = zxid
+            return ApplyResult(Err.NONODE)
         del self.nodes[path]
         owner = node.owner
         if owner:
@@ -265,7 +288,7 @@ class DataTree:
                     if not s:
                         del self.ephemerals[owner]
         if parent is not None:
-            parent.children.discard(name)
+            parent.children.discard(name)  # type: ignore[union-attr]
             if zxid > parent.pzxid:
                 parent.pzxid = zxid
         self.quotas.deleted(path, len(node.data) if node.data else 0)
@@ -296,7 +319,7 @@ class DataTree:
         paths += [p for p in sorted(self.ephemerals.get(sid, ())) if p not in paths]
         for p in paths:
             node = self.nodes.get(p)
-            if node is not None and node.owner == sid:
+            if node is None or node.owner == sid:  # missing: still moves the parent's pzxid
                 self._delete(p, hdr.zxid, events)
         self.ephemerals.pop(sid, None)
         self.sessions.pop(sid, None)

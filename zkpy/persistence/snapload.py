@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from zkpy.datatree.tree import DataTree, Znode
+from zkpy.datatree.tree import NO_CHILDREN, DataTree, Znode, intern_acl
 from zkpy.jute.codec import JuteError, Reader
 from zkpy.jute.records import ACL, OPEN_ACL_UNSAFE, read_acl_list
 from zkpy.persistence.files import SNAP_PREFIX, SNAP_TAIL, zxid_from_name
@@ -95,7 +95,7 @@ def read_head(raw: bytes) -> tuple[dict[int, int], dict[int, tuple[ACL, ...]], i
             lst = read_acl_list(r)
             if lst is None:
                 raise SnapshotError(f"ACL cache entry {ref} has a null ACL vector")
-            acls[ref] = tuple(lst)
+            acls[ref] = intern_acl(lst)
     except (JuteError, struct.error, UnicodeDecodeError) as e:
         raise SnapshotError(f"truncated or corrupt snapshot header: {e}") from e
     return sessions, acls, r.pos
@@ -195,10 +195,10 @@ def _parse(raw: bytes, zxid: int) -> DataTree:
             node.aversion = aversion
             node.owner = owner
             node.pzxid = pzxid
-            node.children = set()
+            node.children = NO_CHILDREN
             if path:
                 i = path.rfind("/")
-                nodes[path[:i] or "/"].children.add(path[i + 1 :])
+                nodes[path[:i] or "/"].add_child(path[i + 1 :])
                 nodes[path] = node
             else:
                 nodes["/"] = node
