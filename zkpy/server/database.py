@@ -11,6 +11,7 @@ rolled, the node list is copied on the event loop and serialised in a worker thr
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import time
@@ -100,6 +101,8 @@ def open_database(config: Config) -> Database:
     started = time.monotonic()
     tree, last = recover(config.data_dir, config.data_log_dir)
     take_snapshot(tree, config.data_dir, fsync=True)
+    gc.collect()
+    gc.freeze()  # the recovered tree is permanent: keep it out of every future collection
     txn_log = TxnLog(config.data_log_dir / VERSION_DIR, config.pre_alloc_size_kb * 1024,
                      config.force_sync)
     log.info("database ready at zxid 0x%x in %.2fs", last, time.monotonic() - started)
