@@ -253,14 +253,6 @@ def test_close_session_removes_ephemerals_immediately(server, zk, base, raw):
         a.close()
 
 
-def test_kazoo_stop_removes_ephemerals(zk, base, make_client):
-    c = make_client()
-    p = c.create(f"{base}/eph", ephemeral=True)
-    assert zk.exists(p) is not None
-    c.stop()
-    assert zk.exists(p) is None
-
-
 # --------------------------------------------------------------------------- containers and TTL
 
 
