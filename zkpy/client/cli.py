@@ -131,9 +131,9 @@ def _run(opts: Options, console: Console, loop: LoopThread, interactive: bool) -
     if interactive:
         if not opts.json:
             screen.out(f"Connecting to {opts.server}\nWelcome to ZooKeeper!")
-        try:
-            loop.run(_wait_connected(console))
-        except KeyboardInterrupt:
+        try:  # the prompt then says CONNECTED; a dead server is shown as CONNECTING
+            loop.run(_wait_connected(console), timeout=min(opts.timeout_ms / 1000.0, 10.0))
+        except (KeyboardInterrupt, TimeoutError):
             pass
         run_shell(console, loop, list(commands()))
     elif opts.command:

@@ -129,15 +129,15 @@ def _flag_word(out: Parsed, word: str, known: dict[str, Flag], exclusive: bool) 
         _set(out, first, token[1:], exclusive)
         return None
     for i, ch in enumerate(token):
-        f = known.get(ch)
-        if f is None:
+        bundled = known.get(ch)
+        if bundled is None:
             raise _unrecognized(word)
-        if f.takes_value:
+        if bundled.takes_value:
             if i + 1 < len(token):
-                _set(out, f, token[i + 1:], exclusive)
+                _set(out, bundled, token[i + 1:], exclusive)
                 return None
-            return f
-        _set(out, f, True, exclusive)
+            return bundled
+        _set(out, bundled, True, exclusive)
     return None
 
 

@@ -189,7 +189,7 @@ async def create(ctx: Context, p: Parsed) -> Payload:
     if ttl is not None and not 0 < ttl <= MAX_TTL:
         raise CliError(f"ttl must be positive and cannot be larger than: {MAX_TTL}")
     path = p.args[1]
-    data = p.args[2].encode() if len(p.args) > 2 else None
+    data = p.args[2].encode("utf-8", "surrogateescape") if len(p.args) > 2 else None
     acl = parse_acl(p.args[3], ctx.warn) if len(p.args) > 3 else list(OPEN_ACL_UNSAFE)
     validate_path(path, s)
     if not acl:
@@ -209,7 +209,7 @@ async def create(ctx: Context, p: Parsed) -> Payload:
 
 
 async def set_(ctx: Context, p: Parsed) -> Payload:
-    path, data = p.args[1], p.args[2].encode()
+    path, data = p.args[1], p.args[2].encode("utf-8", "surrogateescape")
     version = _int(p.value("v"), "v") if p.has("v") else -1
     validate_path(path)
     async with ctx.zk(path) as zk:
@@ -238,7 +238,10 @@ async def deleteall(ctx: Context, p: Parsed) -> Payload:
         tree = [path]
         i = 0
         while i < len(tree):  # ZKUtil.listSubTreeBFS
-            children, _ = await zk.get_children(tree[i])
+            try:
+                children, _ = await zk.get_children(tree[i])
+            except KeeperError as e:
+                raise KeeperError(e.code, tree[i]) from None
             tree += [join(tree[i], c) for c in children]
             i += 1
         ok = await _delete_in_batches(zk, tree, batch)

@@ -106,8 +106,9 @@ class Console:
             return
         self._closing = True
         try:
-            if self._connector is not None:
+            if self._connector is not None and not self._connector.done():
                 self._connector.cancel()
+                await asyncio.gather(self._connector, return_exceptions=True)
             await zk.close()
         finally:
             self.alive = False
@@ -167,9 +168,9 @@ class Console:
     # ---- commands ---------------------------------------------------------------------
     async def execute_line(self, line: str) -> int:
         """Run one line as zkCli does: count it, remember it for `history`, run it."""
-        words = split_line(line)
-        if not words:
+        if not line.strip():  # zkCli.sh would run the previous command again, or " "
             return 0
+        words = split_line(line)
         self.history[self.count] = line
         try:
             return await self.run_words(words)

@@ -42,8 +42,20 @@ class LoopThread:
             raise
 
     def stop(self) -> None:
+        """Cancel what is still running (a reconnect, pings) and stop the loop."""
+        try:
+            self.run(self._cancel_all(), timeout=5)
+        except (concurrent.futures.TimeoutError, KeyboardInterrupt):
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+    @staticmethod
+    async def _cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class PathCompleter:
@@ -61,6 +73,8 @@ class PathCompleter:
                 self.matches = self.candidates(text, self._begins_line())
             except Exception:  # noqa: BLE001 - a completer must never break the prompt
                 self.matches = []
+            if len(self.matches) == 1:  # Python's readline appends nothing itself
+                self.matches[0] += " "
         return self.matches[state] if state < len(self.matches) else None
 
     @staticmethod
@@ -146,7 +160,7 @@ def run_shell(console: Console, loop: LoopThread, command_names: list[str]) -> N
             break
         except KeyboardInterrupt:
             screen.prompt = None
-            screen.out("^C")
+            screen.out("")
             continue
         screen.prompt = None
         if line.strip():
@@ -154,4 +168,4 @@ def run_shell(console: Console, loop: LoopThread, command_names: list[str]) -> N
         try:
             loop.run(console.execute_line(line))
         except KeyboardInterrupt:
-            screen.out("^C")
+            screen.out("")
