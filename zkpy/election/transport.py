@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from zkpy.election.messages import (
     MAX_FRAME,
@@ -58,7 +59,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop transports are not asyncio.Transport subclasses; do not assert the type
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         if self.sid is None:
             loop = asyncio.get_running_loop()
             self.handshake_timer = loop.call_later(HANDSHAKE_TIMEOUT, self.close)
