@@ -46,6 +46,8 @@ class Options:
 
 
 class UsageExit(Exception):
+    """Bad zkpy-cli options (or --help): print the message and exit with `code`."""
+
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code

@@ -42,6 +42,8 @@ class ParseError(CliError):
 
 @dataclass(frozen=True)
 class Flag:
+    """A command's option: `-name`, with a value when `takes_value`."""
+
     name: str
     takes_value: bool = False
     description: str = ""
