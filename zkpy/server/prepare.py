@@ -8,7 +8,7 @@ pipelined write sees the effect of the ones before it (create /a then create /a/
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from zkpy.datatree.acl import AuthId, fixup_acl, require
 from zkpy.datatree.paths import SYSTEM_PATHS, path_error, split_path
@@ -56,6 +56,11 @@ class ChangeRecord:
     owner: int
     child_count: int
     acl: tuple[ACL, ...]
+
+    def at(self, zxid: int) -> ChangeRecord:
+        """A copy stamped with zxid (records are shared with multi checkpoints: never mutate)."""
+        return ChangeRecord(zxid, self.path, self.exists, self.version, self.cversion, self.aversion,
+                            self.owner, self.child_count, self.acl)
 
 
 @dataclass(slots=True)
@@ -193,7 +198,10 @@ class Preparer:
         if owner != 0 and owner != CONTAINER_EPHEMERAL_OWNER and owner_ttl(owner) is None:
             raise KeeperError(Err.NOCHILDRENFOREPHEMERALS)
         new_cv = parent.cversion + 1
-        self._add(replace(parent, zxid=zxid, cversion=new_cv, child_count=parent.child_count + 1))
+        new = parent.at(zxid)
+        new.cversion = new_cv
+        new.child_count = parent.child_count + 1
+        self._add(new)
         if op == OpCode.CREATE_CONTAINER:
             owner, kind = CONTAINER_EPHEMERAL_OWNER, OpCode.CREATE_CONTAINER
         elif op == OpCode.CREATE_TTL:
@@ -219,8 +227,12 @@ class Preparer:
             raise KeeperError(Err.BADVERSION)
         if node.child_count > 0:
             raise KeeperError(Err.NOTEMPTY)
-        self._add(replace(parent, zxid=zxid, child_count=parent.child_count - 1))
-        self._add(replace(node, zxid=zxid, exists=False))
+        new = parent.at(zxid)
+        new.child_count = parent.child_count - 1
+        self._add(new)
+        new = node.at(zxid)
+        new.exists = False
+        self._add(new)
         return DeleteTxn(path)
 
     def _delete_container(self, req: PathOnly, zxid: int) -> DeleteTxn:
@@ -237,8 +249,12 @@ class Preparer:
         parent = self.record(split_path(path)[0])
         if parent is None:
             raise KeeperError(Err.NONODE)
-        self._add(replace(parent, zxid=zxid, child_count=parent.child_count - 1))
-        self._add(replace(node, zxid=zxid, exists=False))
+        new = parent.at(zxid)
+        new.child_count = parent.child_count - 1
+        self._add(new)
+        new = node.at(zxid)
+        new.exists = False
+        self._add(new)
         return DeleteTxn(path, container=True)
 
     def _set_data(self, req: SetDataRequest, zxid: int, auth: Sequence[AuthId]) -> SetDataTxn:
@@ -252,7 +268,9 @@ class Preparer:
         if req.version != -1 and req.version != node.version:
             raise KeeperError(Err.BADVERSION)
         new_version = _wrap_int(node.version + 1)
-        self._add(replace(node, zxid=zxid, version=new_version))
+        new = node.at(zxid)
+        new.version = new_version
+        self._add(new)
         return SetDataTxn(path, req.data, new_version)
 
     def _set_acl(self, req: SetACLRequest, zxid: int, auth: Sequence[AuthId]) -> SetACLTxn:
@@ -267,7 +285,10 @@ class Preparer:
         if req.version != -1 and req.version != node.aversion:
             raise KeeperError(Err.BADVERSION)
         new_av = _wrap_int(node.aversion + 1)
-        self._add(replace(node, zxid=zxid, aversion=new_av, acl=tuple(acl)))
+        new = node.at(zxid)
+        new.aversion = new_av
+        new.acl = tuple(acl)
+        self._add(new)
         return SetACLTxn(path, acl, new_av)
 
     def _check(self, req: PathVersion, auth: Sequence[AuthId]) -> CheckVersionTxn:
@@ -303,8 +324,12 @@ class Preparer:
                 continue
             parent = self.record(split_path(p)[0])
             if parent is not None:
-                self._add(replace(parent, zxid=zxid, child_count=parent.child_count - 1))
-            self._add(replace(rec, zxid=zxid, exists=False))
+                new = parent.at(zxid)
+                new.child_count = parent.child_count - 1
+                self._add(new)
+            new = rec.at(zxid)
+            new.exists = False
+            self._add(new)
         return paths
 
 
