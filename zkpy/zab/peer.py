@@ -22,7 +22,7 @@ from zkpy.election.messages import Notification, ServerState
 from zkpy.election.transport import ElectionTransport
 from zkpy.jute.codec import Writer
 from zkpy.jute.txns import TxnHeader
-from zkpy.persistence.files import VERSION_DIR
+from zkpy.persistence.files import VERSION_DIR, valid_snapshots
 from zkpy.persistence.recovery import recover, take_snapshot
 from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
@@ -214,8 +214,9 @@ class QuorumPeer:
         deadline = self.fle.next_deadline()
         if deadline is not None:
             delay = max(0.0, (deadline - self.now()) / 1000.0)
+            # the clock may read a millisecond short of the deadline when the timer fires
             self._fle_timer = asyncio.get_running_loop().call_later(
-                delay, lambda: self._run_fle(self.fle.tick(self.now())))
+                delay, lambda: self._run_fle(self.fle.tick(max(self.now(), deadline))))
 
     async def _elect(self, last_zxid: int, current_epoch: int) -> Decided:
         self.state = ServerState.LOOKING
@@ -256,8 +257,12 @@ class QuorumPeer:
         loop = asyncio.get_running_loop()
         self._role_done = loop.create_future()
         self._open_log()
+        # Only txns the recovered tree holds: those after the newest snapshot.  Older log
+        # files may hold a tail that a SNAP sync superseded (txns of a lost epoch); DIFFing a
+        # learner from there would skip whatever the snapshot brought in their place.
+        snaps = valid_snapshots(self.snap_dir, 1)
         history = [(h.zxid, h.encode() + rec) for h, rec in _tail(iter_log(
-            self.config.data_log_dir / VERSION_DIR, 0), 500)]
+            self.config.data_log_dir / VERSION_DIR, snaps[0][0] if snaps else 0), 500)]
         leader = Leader(self.my_id, self.voters, accepted, current, last_zxid, history, self.now(),
                         self.tick, self.config.init_limit or 10, self.config.sync_limit or 5,
                         self._config_text())
