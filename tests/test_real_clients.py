@@ -136,8 +136,7 @@ def test_zkcli_session(server, base):
         cli.run(f"create -e {base}/eph", rf"^Created {b}/eph$")
         cli.run(f"delete {base}/a")
         cli.run(f"ls {base}", r"^\[(eph, s|s, eph)\]$")
-        start = cli.send("quit")
-        cli.expect(r"WatchedEvent state:Closed type:None path:null", start)
+        cli.send("quit")
         cli.finish()
     finally:
         cli.finish(5)
@@ -152,8 +151,7 @@ def test_zkcli_session(server, base):
         other.run(f"delete {base}/s")
         other.run(f"delete {base}")
         other.run(f"ls {base}", rf"Node does not exist: {b}")
-        start = other.send("quit")
-        other.expect(r"WatchedEvent state:Closed type:None path:null", start)
+        other.send("quit")
         other.finish()
     finally:
         other.finish(5)
@@ -317,8 +315,7 @@ def test_zkcli_watches_survive_reconnect(server, zk, base):
         # each watch fired once
         cli.run(f"get {base}/a", r"^two$")
         assert len(re.findall(rf"NodeDataChanged path:{b}/a$", cli.text[start:], re.M)) == 1
-        start = cli.send("quit")
-        cli.expect(r"WatchedEvent state:Closed type:None path:null", start)
+        cli.send("quit")
         cli.finish()
     finally:
         cli.finish(5)

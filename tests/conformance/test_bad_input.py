@@ -137,7 +137,7 @@ def test_unknown_opcode_gets_unimplemented_then_close(server, op):
 
 def test_pipelined_bad_opcode(server, base):
     """Java answers an unknown opcode outside the request pipeline and closes at once, so
-    replies to requests pipelined just before it may be lost (or overtaken); only the
+    replies to requests pipelined just before it may be lost or come after it; only the
     UNIMPLEMENTED reply and the close are certain."""
     c = established(server)
     try:
@@ -149,8 +149,8 @@ def test_pipelined_bad_opcode(server, base):
             frames += struct.pack(">i", len(payload)) + payload
         c.send_raw(frames)
         result = outcome(c)
-        assert result[-2:] == [(3, UNIMPLEMENTED), "closed"], result
-        assert set(result[:-2]) <= {(1, 0), (2, 0)}, result
+        assert result[-1] == "closed" and (3, UNIMPLEMENTED) in result, result
+        assert set(result[:-1]) <= {(1, 0), (2, 0), (3, UNIMPLEMENTED)}, result
     finally:
         c.end()
 
