@@ -5,6 +5,7 @@ ZooKeeper does it, every other client keeps working, and the server never goes d
 from __future__ import annotations
 
 import socket
+import shutil
 import struct
 import time
 
@@ -337,6 +338,7 @@ def test_max_client_cnxns_per_ip(server):
         for c in conns:
             c.end()
         srv.stop()
+        shutil.rmtree(srv.workdir, ignore_errors=True)
 
 
 def test_many_connections_opened_and_dropped(server, zk, base):

@@ -6,6 +6,7 @@ containers and TTL nodes every 500 ms (znode.container.checkIntervalMs).
 
 from __future__ import annotations
 
+import shutil
 import struct
 import time
 
@@ -14,6 +15,7 @@ from kazoo.client import KazooClient
 
 from tests.conformance import rawconn
 from tests.conformance.rawconn import Closed, RawConnection
+from tests.conftest import start_server
 
 EPHEMERAL = 1
 CONTAINER_FLAGS, TTL_FLAGS = 4, 5
@@ -251,6 +253,41 @@ def test_close_session_removes_ephemerals_immediately(server, zk, base, raw):
             again.close()
     finally:
         a.close()
+
+
+def test_sessions_survive_a_restart(server):
+    """Sessions are persisted: after a restart a client can resume its session (ephemerals
+    intact), and a session nobody resumes expires a full timeout after the restart."""
+    srv = start_server(server.kind)
+    try:
+        kept = rawconn.session(srv.port, 20000)
+        kept.create("/kept", flags=EPHEMERAL)
+        last_zxid = kept.exists("/kept").zxid
+        gone = rawconn.session(srv.port, 4000)
+        gone.create("/gone", flags=EPHEMERAL)
+        kept.close()
+        gone.close()
+        srv.restart()
+        restarted = time.monotonic()
+        watcher = rawconn.session(srv.port)
+        assert watcher.exists("/gone", watch=True).err == 0  # not expired at load time
+        again = RawConnection(srv.port)
+        try:
+            negotiated, sid, passwd = again.handshake(20000, session_id=kept.session_id,
+                                                      passwd=kept.passwd, last_zxid=last_zxid)
+            assert (negotiated, sid, passwd) == (20000, kept.session_id, kept.passwd)
+            assert rawconn.stat_fields(again.exists("/kept").body)[7] == kept.session_id
+            assert [(e.type, e.path) for e in watcher.wait_events(1, 20)] == [
+                (rawconn.NODE_DELETED, "/gone")]
+            assert time.monotonic() - restarted >= 3.0
+            again.ping()
+            assert watcher.exists("/kept").err == 0
+        finally:
+            again.end()
+            watcher.end()
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.workdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- containers and TTL
