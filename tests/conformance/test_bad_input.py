@@ -4,8 +4,8 @@ ZooKeeper does it, every other client keeps working, and the server never goes d
 
 from __future__ import annotations
 
-import socket
 import shutil
+import socket
 import struct
 import time
 
