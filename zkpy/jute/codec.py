@@ -71,7 +71,8 @@ class Reader:
         if n < -1 or n > MAX_FIELD_LEN:
             raise JuteError(f"string length {n} out of range")
         p = self._need(n)
-        return bytes(self.buf[p : p + n]).decode("utf-8", "surrogatepass")
+        # like Java's lenient decoder: malformed bytes become U+FFFD (never an error)
+        return bytes(self.buf[p : p + n]).decode("utf-8", "replace")
 
     def string_vector(self) -> list[str] | None:
         n = self.int()

@@ -211,7 +211,7 @@ class ClientConnection(asyncio.Protocol):
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
-        ro = False if self.read_only_byte is not None else None
+        ro = self.server.read_only if self.read_only_byte is not None else None
         body = encode_connect_response(timeout, sid, passwd, ro)
         self.send(INT.pack(len(body)) + body)
         if self.buf:
@@ -222,7 +222,7 @@ class ClientConnection(asyncio.Protocol):
         """Wrong password, unknown or expired session: the 'invalid' response, then close."""
         from zkpy.jute.records import encode_connect_response
 
-        ro = False if self.read_only_byte is not None else None
+        ro = self.server.read_only if self.read_only_byte is not None else None
         body = encode_connect_response(0, 0, bytes(16), ro)
         self.send(INT.pack(len(body)) + body)
         self.close_after_flush()

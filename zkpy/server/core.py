@@ -136,6 +136,7 @@ class ZooKeeperServer:
         self.touched: dict[int, int] = {}  # learner: sessions seen since the last ping
         self.write_error: str | None = None
         self.serving = True
+        self.read_only = False  # readonlymode.enabled and no quorum: reads for read-only clients
         self.throttled = False
         self._last_appended = self.zxid
         self._flushing = False
@@ -148,6 +149,8 @@ class ZooKeeperServer:
 
     @property
     def mode(self) -> str:
+        if self.read_only:
+            return "read-only"
         return "standalone" if self.zab is None else self.zab.role
 
     @property
@@ -174,6 +177,9 @@ class ZooKeeperServer:
         """Handle a ConnectRequest; the response is sent when the session is settled."""
         if not self.serving:
             conn.close()
+            return
+        if self.read_only:
+            self._connect_read_only(conn, req)
             return
         if req.last_zxid_seen > self.tree.last_processed_zxid:
             log.info("refusing client %s: it has seen zxid 0x%x, we are at 0x%x",
@@ -204,6 +210,22 @@ class ZooKeeperServer:
         session.timeout = timeout
         self.sessions.touch(sid, self.now_ms())
         session.owner = conn
+        self._established(conn, sid, timeout)
+
+    def _connect_read_only(self, conn: ClientConnection, req: ConnectRequest) -> None:
+        """A partitioned member in read-only mode: local sessions for clients that asked."""
+        if not req.read_only:
+            conn.close()  # the reference drops clients that cannot live with read-only
+            return
+        timeout = self.negotiate_timeout(req.timeout)
+        sid = req.session_id
+        if sid == 0:
+            sid = self.sessions.new_id()
+        elif req.passwd != session_password(sid):
+            conn.connect_failed()
+            return
+        self.sessions.add(sid, timeout, self.now_ms()).owner = conn
+        conn.session_id = sid
         self._established(conn, sid, timeout)
 
     def revalidated(self, sid: int, valid: bool) -> None:
@@ -259,6 +281,14 @@ class ZooKeeperServer:
                 conn.pending.append((WAIT_READ, xid, op, req, time.perf_counter()))
             else:
                 self._read(conn, xid, op, req, time.perf_counter())
+            return
+        if self.read_only and (op in WRITE_OPS or op == OpCode.SYNC):
+            if op == OpCode.CLOSE_SESSION:
+                self.sessions.remove(sid)
+                conn.send(frame(xid, self.tree.last_processed_zxid, 0))
+                conn.close_after_flush()
+            else:
+                conn.send(frame(xid, self.tree.last_processed_zxid, Err.NOTREADONLY))
             return
         if op in WRITE_OPS:
             conn.pending.append((WAIT_WRITE, xid, op, req, time.perf_counter()))
@@ -645,7 +675,11 @@ class ZooKeeperServer:
             return
         for sid in self.sessions.expired(self.now_ms()):
             log.info("session 0x%x expired", sid & 0xFFFFFFFFFFFFFFFF)
-            self._close_expired(sid)
+            if self.read_only:  # local sessions: nothing to log
+                self.sessions.remove(sid)
+                self._drop_session(sid)
+            else:
+                self._close_expired(sid)
 
     def _close_expired(self, sid: int) -> None:
         if self.write_error is not None or self.is_learner:

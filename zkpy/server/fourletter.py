@@ -284,7 +284,7 @@ def srst(server: ZooKeeperServer) -> str:
 
 _COMMANDS: dict[str, Callable[[ZooKeeperServer], str]] = {
     "ruok": lambda s: "imok",
-    "isro": lambda s: "rw" if s.serving else "null",
+    "isro": lambda s: ("ro" if s.read_only else "rw") if s.serving else "null",
     "gtmk": lambda s: "0",
     "stmk": lambda s: "0",
     "hash": lambda s: "",

@@ -151,7 +151,7 @@ class QuorumPeer:
             while not self._stopping:
                 tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
                 accepted, current = load_epochs(self.snap_dir, last_zxid)
-                decided = await self._elect(last_zxid, current)
+                decided = await self._elect(last_zxid, current, tree)
                 if self._stopping:
                     break
                 if decided.state == ServerState.LEADING:
@@ -218,11 +218,36 @@ class QuorumPeer:
             self._fle_timer = asyncio.get_running_loop().call_later(
                 delay, lambda: self._run_fle(self.fle.tick(max(self.now(), deadline))))
 
-    async def _elect(self, last_zxid: int, current_epoch: int) -> Decided:
+    async def _serve_read_only(self, tree: Any) -> None:
+        """readonlymode.enabled: after a while without a quorum, serve read-only clients."""
+        await asyncio.sleep(max(2000, self.tick) / 1000.0)
+        core = ZooKeeperServer(self.config, tree, server_id=self.my_id)
+        core.attach(asyncio.get_running_loop())
+        core.read_only = True
+        old, self.core = self.core, core
+        for c in list(old.connections):
+            c.close()
+        old.close()
+        log.warning("server %d: no quorum; serving read-only clients", self.my_id)
+        while True:
+            await asyncio.sleep(self.tick / 1000.0)
+            core.expire_sessions()
+            core.flush_dirty()
+
+    async def _elect(self, last_zxid: int, current_epoch: int, tree: Any = None) -> Decided:
         self.state = ServerState.LOOKING
         self._decided = asyncio.get_running_loop().create_future()
         self._run_fle(self.fle.look(self.now(), last_zxid, current_epoch))
-        decided = await self._decided
+        ro_task = None
+        if self.config.read_only_mode and tree is not None:
+            ro_task = asyncio.get_running_loop().create_task(self._serve_read_only(tree))
+        try:
+            decided = await self._decided
+        finally:
+            if ro_task is not None:
+                ro_task.cancel()
+            if self.core.read_only:
+                self._retire_core()
         if isinstance(decided, Decided):
             self.state = decided.state
             log.info("server %d: election done, %s, leader %d", self.my_id, decided.state.name,
