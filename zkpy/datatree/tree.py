@@ -190,6 +190,9 @@ class DataTree:
         return res, events
 
     def _apply(self, type_: int, txn: Txn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
+        cls = type(txn)
+        if cls is SetDataTxn:  # the most common txn first
+            return self._set_data(txn, hdr, events)  # type: ignore[arg-type]
         if isinstance(txn, CreateTxn):
             return self._create(txn, hdr, events)
         if isinstance(txn, DeleteTxn):
@@ -248,8 +251,12 @@ class DataTree:
         self._index_owner(t.path, owner)
         self.quotas.created(t.path, len(t.data) if t.data else 0)
         w = self.watches
-        events.append(Event(EventType.NODE_CREATED, t.path, w.data.trigger(t.path)))
-        events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, w.child.trigger(parent_path)))
+        ws = w.data.trigger(t.path)
+        if ws:
+            events.append(Event(EventType.NODE_CREATED, t.path, ws))
+        ws = w.child.trigger(parent_path)
+        if ws:
+            events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, ws))
         return ApplyResult(0, path=t.path, stat=node.stat_bytes())
 
     def _index_owner(self, path: str, owner: int) -> None:
@@ -309,7 +316,9 @@ class DataTree:
         node.version = t.version
         node.mzxid = hdr.zxid
         node.mtime = hdr.time
-        events.append(Event(EventType.NODE_DATA_CHANGED, t.path, self.watches.data.trigger(t.path)))
+        ws = self.watches.data.trigger(t.path)
+        if ws:
+            events.append(Event(EventType.NODE_DATA_CHANGED, t.path, ws))
         return ApplyResult(0, stat=node.stat_bytes())
 
     def _close_session(self, hdr: TxnHeader, txn: Txn, events: list[Event]) -> ApplyResult:

@@ -11,6 +11,7 @@ from collections.abc import Hashable, Iterator
 from zkpy.jute.constants import WatcherType
 
 Watcher = Hashable
+_NO_WATCHERS: set[Watcher] = set()  # shared, never mutated: callers only iterate or test it
 
 
 class WatchTable:
@@ -42,6 +43,8 @@ class WatchTable:
         return True
 
     def trigger(self, path: str, exclude: set[Watcher] | None = None) -> set[Watcher]:
+        if not self.recursive and path not in self.standard and path not in self.persistent:
+            return _NO_WATCHERS  # the common case: nobody watches this path
         out: set[Watcher] = set()
         s = self.standard.pop(path, None)
         if s:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from zkpy.jute.codec import JuteError, Reader, Writer
+from zkpy.jute.codec import MAX_FIELD_LEN, JuteError, Reader, Writer
 from zkpy.jute.constants import OpCode
 
 STAT = struct.Struct(">qqqqiiiqiiq")  # 68 bytes
@@ -173,15 +173,45 @@ def _create_ttl(r: Reader) -> CreateRequest:
     return CreateRequest(_path(r), r.buffer(), read_acl_list(r), r.int(), r.long())
 
 
+# The three decoders below serve almost all traffic: each has an inline fast path for
+# well-formed input and falls back to the Reader methods (which raise JuteError) otherwise.
+_II = struct.Struct(">i")
+
+
 def _path_version(r: Reader) -> PathVersion:
+    buf, p, end = r.buf, r.pos, r.end
+    if end - p >= 8:
+        n = _II.unpack_from(buf, p)[0]
+        q = p + 4 + n
+        if n >= 0 and q + 4 <= end:
+            r.pos = q + 4
+            return PathVersion(bytes(buf[p + 4 : q]).decode("utf-8", "replace"), _II.unpack_from(buf, q)[0])
     return PathVersion(_path(r), r.int())
 
 
 def _path_watch(r: Reader) -> PathWatch:
+    buf, p, end = r.buf, r.pos, r.end
+    if end - p >= 5:
+        n = _II.unpack_from(buf, p)[0]
+        q = p + 4 + n
+        if n >= 0 and q < end:
+            r.pos = q + 1
+            return PathWatch(bytes(buf[p + 4 : q]).decode("utf-8", "replace"), buf[q] != 0)
     return PathWatch(_path(r), r.bool())
 
 
 def _set_data(r: Reader) -> SetDataRequest:
+    buf, p, end = r.buf, r.pos, r.end
+    if end - p >= 12:
+        n = _II.unpack_from(buf, p)[0]
+        q = p + 4 + n
+        if n >= 0 and q + 8 <= end:
+            dn = _II.unpack_from(buf, q)[0]
+            e = q + 4 + dn
+            if 0 <= dn <= MAX_FIELD_LEN and e + 4 <= end:
+                r.pos = e + 4
+                return SetDataRequest(bytes(buf[p + 4 : q]).decode("utf-8", "replace"),
+                                      bytes(buf[q + 4 : e]), _II.unpack_from(buf, e)[0])
     return SetDataRequest(_path(r), r.buffer(), r.int())
 
 

@@ -85,8 +85,24 @@ Txn = (
 )
 
 
+_I = struct.Struct(">i")
+_NULL = _I.pack(-1)
+
+
+def _ustr(s: str) -> bytes:
+    b = s.encode("utf-8", "surrogatepass")
+    return _I.pack(len(b)) + b
+
+
 def encode_txn(txn: Txn) -> bytes:
     """Serialize the record part of a txn (without the header)."""
+    cls = type(txn)
+    if cls is SetDataTxn:  # the hot cases, packed directly
+        d = txn.data  # type: ignore[union-attr]
+        return (_ustr(txn.path) + (_NULL if d is None else _I.pack(len(d)) + d)  # type: ignore[union-attr]
+                + _I.pack(txn.version))  # type: ignore[union-attr]
+    if cls is DeleteTxn:
+        return _ustr(txn.path)  # type: ignore[union-attr]
     w = Writer()
     _write(w, txn)
     return w.getvalue()
