@@ -79,6 +79,7 @@ class Preparer:
         self.settings = settings
         self.outstanding: dict[str, ChangeRecord] = {}
         self._by_zxid: list[tuple[int, str]] = []
+        self._undo: list[tuple[str, ChangeRecord | None]] | None = None  # inside a multi
 
     # ---- overlay ----------------------------------------------------------------
     def record(self, path: str) -> ChangeRecord | None:
@@ -92,6 +93,8 @@ class Preparer:
                             len(n.children), n.acl)
 
     def _add(self, rec: ChangeRecord) -> None:
+        if self._undo is not None:
+            self._undo.append((rec.path, self.outstanding.get(rec.path)))
         self.outstanding[rec.path] = rec
         self._by_zxid.append((rec.zxid, rec.path))
 
@@ -108,12 +111,19 @@ class Preparer:
         if i:
             del bz[:i]
 
-    def _checkpoint(self) -> tuple[dict[str, ChangeRecord], int]:
-        return dict(self.outstanding), len(self._by_zxid)
+    def _checkpoint(self) -> int:
+        """Start recording what the next _add calls replace (a multi may have to undo them)."""
+        self._undo = []
+        return len(self._by_zxid)
 
-    def _rollback(self, cp: tuple[dict[str, ChangeRecord], int]) -> None:
-        self.outstanding, n = cp[0], cp[1]
-        del self._by_zxid[n:]
+    def _rollback(self, cp: int) -> None:
+        undo, self._undo = self._undo or [], None
+        for path, prev in reversed(undo):
+            if prev is None:
+                del self.outstanding[path]
+            else:
+                self.outstanding[path] = prev
+        del self._by_zxid[cp:]
 
     # ---- ops ----------------------------------------------------------------------
     def prepare(self, op: int, req: object, zxid: int, sid: int, auth: Sequence[AuthId]) -> Txn:
@@ -155,6 +165,7 @@ class Preparer:
                         for _ in range(len(req.ops) - i - 1)]
                 return MultiTxn(out)
             txns.append((OpCode.CREATE if op == OpCode.CREATE2 else op, txn))
+        self._undo = None
         return MultiTxn(txns)
 
     def _check_flags(self, op: int, req: CreateRequest, multi: bool = False) -> CreateMode:
