@@ -260,12 +260,17 @@ class UnknownMultiOp(JuteError):
     """A multi carried an op type that is not allowed in a multi."""
 
 
+MULTI_HEADER = struct.Struct(">i?i")  # type, done, err
+
+
 def _multi(r: Reader) -> MultiRequest:
     ops: list[MultiOp] = []
+    size = MULTI_HEADER.size
     while True:
-        op = r.int()
-        done = r.bool()
-        r.int()  # err, unused
+        if r.end - r.pos < size:
+            raise JuteError("multi request truncated")
+        op, done, _err = MULTI_HEADER.unpack_from(r.buf, r.pos)
+        r.pos += size
         if done:
             break
         dec = _MULTI_OPS.get(op)  # type: ignore[call-overload]

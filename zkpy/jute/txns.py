@@ -103,6 +103,12 @@ def encode_txn(txn: Txn) -> bytes:
                 + _I.pack(txn.version))  # type: ignore[union-attr]
     if cls is DeleteTxn:
         return _ustr(txn.path)  # type: ignore[union-attr]
+    if cls is MultiTxn:
+        parts = [_I.pack(len(txn.txns))]  # type: ignore[union-attr]
+        for t, sub in txn.txns:  # type: ignore[union-attr]
+            rec = encode_txn(sub)
+            parts.append(_I.pack(t) + _I.pack(len(rec)) + rec)
+        return b"".join(parts)
     w = Writer()
     _write(w, txn)
     return w.getvalue()

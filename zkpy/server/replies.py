@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from zkpy.datatree.tree import ApplyResult
-from zkpy.jute.codec import INT, Writer
+from zkpy.jute.codec import INT
 from zkpy.jute.constants import XID_NOTIFICATION, KeeperState, OpCode
-from zkpy.jute.records import REPLY_HEADER
+from zkpy.jute.records import MULTI_HEADER, REPLY_HEADER
 
 _FRAME_HEADER = INT
 
@@ -39,20 +39,24 @@ def write_result_body(op: int, res: ApplyResult) -> bytes:
     return b""
 
 
+_MH = MULTI_HEADER.pack
+_MULTI_END = _MH(-1, True, -1)
+
+
 def multi_body(subs: list[ApplyResult]) -> bytes:
-    w = Writer()
+    out: list[bytes] = []
+    add = out.append
     for r in subs:
-        if r.err != 0 or r.op == OpCode.ERROR:
-            w.int(OpCode.ERROR).bool(False).int(r.err).int(r.err)
-            continue
         op = r.op
-        if op == OpCode.CREATE:
-            w.int(OpCode.CREATE).bool(False).int(0).ustring(r.path)
-        elif op in (OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
-            w.int(OpCode.CREATE2).bool(False).int(0).ustring(r.path).raw(r.stat or b"")
+        if r.err != 0 or op == OpCode.ERROR:
+            add(_MH(OpCode.ERROR, False, r.err) + INT.pack(r.err))
         elif op == OpCode.SET_DATA:
-            w.int(OpCode.SET_DATA).bool(False).int(0).raw(r.stat or b"")
+            add(_MH(OpCode.SET_DATA, False, 0) + (r.stat or b""))
+        elif op == OpCode.CREATE:
+            add(_MH(OpCode.CREATE, False, 0) + ustring(r.path or ""))
+        elif op in (OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
+            add(_MH(OpCode.CREATE2, False, 0) + ustring(r.path or "") + (r.stat or b""))
         else:  # delete, check
-            w.int(op).bool(False).int(0)
-    w.int(-1).bool(True).int(-1)
-    return w.getvalue()
+            add(_MH(op, False, 0))
+    add(_MULTI_END)
+    return b"".join(out)
