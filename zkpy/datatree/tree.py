@@ -140,6 +140,7 @@ class DataTree:
         self.last_processed_zxid = 0
         self.sessions: dict[int, int] = {}  # session id -> timeout, as logged
         self.quotas = QuotaTracker(self)
+        self.replies = True  # False while replaying a log at recovery: nobody reads the Stats
         root = Znode(b"", OPEN_ACL_UNSAFE, 0, 0)
         self.nodes["/"] = root
         for path, acl in (
@@ -205,7 +206,7 @@ class DataTree:
                 return ApplyResult(Err.NONODE)
             node.acl = intern_acl(txn.acl)
             node.aversion = txn.version
-            return ApplyResult(0, stat=node.stat_bytes())
+            return ApplyResult(0, stat=node.stat_bytes() if self.replies else None)
         if isinstance(txn, CheckVersionTxn):
             node = self.nodes.get(txn.path)
             return ApplyResult(0 if node else Err.NONODE)
@@ -257,7 +258,7 @@ class DataTree:
         ws = w.child.trigger(parent_path)
         if ws:
             events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, ws))
-        return ApplyResult(0, path=t.path, stat=node.stat_bytes())
+        return ApplyResult(0, path=t.path, stat=node.stat_bytes() if self.replies else None)
 
     def _index_owner(self, path: str, owner: int) -> None:
         if owner == 0:
@@ -319,7 +320,7 @@ class DataTree:
         ws = self.watches.data.trigger(t.path)
         if ws:
             events.append(Event(EventType.NODE_DATA_CHANGED, t.path, ws))
-        return ApplyResult(0, stat=node.stat_bytes())
+        return ApplyResult(0, stat=node.stat_bytes() if self.replies else None)
 
     def _close_session(self, hdr: TxnHeader, txn: Txn, events: list[Event]) -> ApplyResult:
         sid = hdr.client_id

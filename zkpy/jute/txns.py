@@ -161,8 +161,51 @@ def decode_txn(type_: int, buf: bytes | memoryview) -> Txn:
     return _read(type_, r)
 
 
+_CREATE_TAIL = struct.Struct(">?i")  # ephemeral, parentCVersion
+_ACL_CACHE: dict[bytes, list[ACL]] = {}
+
+
+def _fast_create(buf: bytes | memoryview) -> CreateTxn | None:
+    """CreateTxn with a non-null path and data and at most one ACL entry, decoded with
+    slicing and a cache of ACL encodings (almost every txn replayed at recovery); None
+    when the record is anything else, for the general decoder."""
+    end = len(buf)
+    if end < 17:
+        return None
+    n = _I.unpack_from(buf, 0)[0]
+    q = 4 + n
+    if n < 0 or q + 8 > end:
+        return None
+    dn = _I.unpack_from(buf, q)[0]
+    a = q + 4 + dn
+    if dn < 0 or a + 4 > end:
+        return None
+    count = _I.unpack_from(buf, a)[0]
+    if count != 1 or a + 16 > end:
+        return None
+    sl = _I.unpack_from(buf, a + 8)[0]
+    if sl < 0 or a + 16 + sl > end:
+        return None
+    il = _I.unpack_from(buf, a + 12 + sl)[0]
+    e = a + 16 + sl + il
+    if il < 0 or e + 5 != end:
+        return None
+    key = bytes(buf[a:e])
+    acl = _ACL_CACHE.get(key)
+    if acl is None:
+        acl = read_acl_list(Reader(key)) or []
+        if len(_ACL_CACHE) < 1024:
+            _ACL_CACHE[key] = acl
+    eph, pcv = _CREATE_TAIL.unpack_from(buf, e)
+    return CreateTxn(bytes(buf[4:q]).decode("utf-8", "replace"), bytes(buf[q + 4 : a]), list(acl), eph, pcv)
+
+
 def _read(t: int, r: Reader) -> Txn:
     if t in (OpCode.CREATE, OpCode.CREATE2):
+        if r.pos == 0:
+            fast = _fast_create(r.buf)
+            if fast is not None:
+                return fast
         path, data, acl = r.ustring() or "", r.buffer(), read_acl_list(r) or []
         eph = r.bool()
         pcv = r.int() if r.remaining() >= 4 else -1

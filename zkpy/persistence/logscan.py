@@ -42,6 +42,7 @@ EOR = 0x42  # 'B'
 HEADER_SIZE = FILE_HEADER.size
 MAX_ENTRY = 64 << 20  # sanity bound on one entry (jute.maxbuffer is ~1 MiB)
 CLEAN = ("eof", "zero", "empty")
+_ZXID = struct.Struct(">q")
 _DIGEST_VERSION = b"\x00\x00\x00\x02"
 _ZERO_CHUNK = bytes(1 << 20)
 
@@ -49,12 +50,14 @@ _ZERO_CHUNK = bytes(1 << 20)
 class Tail:
     """Where and why the walk over one log file stopped."""
 
-    __slots__ = ("status", "offset", "detail")
+    __slots__ = ("status", "offset", "detail", "skipped", "skipped_last")
 
     def __init__(self) -> None:
         self.status = "eof"
         self.offset = 0  # end of the last good entry (= where a truncation would cut)
         self.detail = ""
+        self.skipped = 0  # entries stepped over (zxid <= skip_upto), and the last one's zxid
+        self.skipped_last = -1
 
     def set(self, status: str, offset: int, detail: str = "") -> None:
         self.status, self.offset, self.detail = status, offset, detail
@@ -64,8 +67,12 @@ class Tail:
         return self.status in CLEAN
 
 
-def walk(buf: bytes | mmap.mmap, tail: Tail) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, entry bytes) for every good entry; tail says how it ended."""
+def walk(buf: bytes | mmap.mmap, tail: Tail, skip_upto: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, entry bytes) for every good entry; tail says how it ended.
+
+    Entries whose zxid is <= skip_upto are stepped over by their framing alone (no
+    checksum, not yielded): recovery has verified the whole file with repair_log first.
+    """
     size = len(buf)
     if size < HEADER_SIZE or buf[:HEADER_SIZE] == bytes(HEADER_SIZE):
         head = buf[:min(size, HEADER_SIZE)]
@@ -104,6 +111,14 @@ def walk(buf: bytes | mmap.mmap, tail: Tail) -> Iterator[tuple[int, bytes]]:
         if buf[e] != EOR:
             tail.set("partial", p, "no end-of-record marker")
             return
+        if skip_upto is not None and n >= TXN_HEADER.size:
+            zxid = _ZXID.unpack_from(buf, s + 12)[0]
+            if zxid <= skip_upto:
+                p = e + 1
+                tail.offset = p
+                tail.skipped += 1
+                tail.skipped_last = zxid
+                continue
         body = buf[s:e]
         if adler32(body) != crc:
             tail.set("corrupt", p, "checksum mismatch")
@@ -144,12 +159,13 @@ def split_entry(body: bytes) -> tuple[TxnHeader, bytes]:
     return hdr, strip_digest(hdr.type, body[TXN_HEADER.size :])
 
 
-def iter_file(path: Path, tail: Tail | None = None) -> Iterator[tuple[TxnHeader, bytes]]:
-    """Every good txn of one log file, in file order."""
+def iter_file(path: Path, tail: Tail | None = None,
+              skip_upto: int | None = None) -> Iterator[tuple[TxnHeader, bytes]]:
+    """Every good txn of one log file, in file order (those <= skip_upto left out)."""
     tail = tail or Tail()
     buf = read_file(path)
     try:
-        for _off, body in walk(buf, tail):
+        for _off, body in walk(buf, tail, skip_upto):
             yield split_entry(body)
     finally:
         if isinstance(buf, mmap.mmap):
@@ -172,10 +188,10 @@ def iter_log(log_dir: Path, from_zxid: int = 0) -> Iterator[tuple[TxnHeader, byt
     for i in range(start, len(files)):
         path = files[i][1]
         tail = Tail()
-        for hdr, rec in iter_file(path, tail):
+        last = max(last, from_zxid) if i == start else last
+        for hdr, rec in iter_file(path, tail, from_zxid if from_zxid > 0 else None):
             last = hdr.zxid
-            if hdr.zxid > from_zxid:
-                yield hdr, rec
+            yield hdr, rec
         if tail.clean:
             continue
         if i + 1 == len(files):
@@ -207,19 +223,23 @@ def nonzero_after(buf: bytes | mmap.mmap, offset: int) -> bool:
     return False
 
 
-def scan_file(path: Path) -> tuple[Tail, int, int, int]:
+def scan_file(path: Path, skip_upto: int | None = None) -> tuple[Tail, int, int, int]:
     """Walk a whole log file: (tail, entry count, last zxid or -1, file size).
 
-    A clean end followed by non-zero bytes (garbage after a zero length) is reported
-    as ``garbage`` so that repair cuts it off.
+    Entries with zxid <= skip_upto (already covered by a snapshot) are counted by their
+    framing only, without verifying their checksums.  A clean end followed by non-zero
+    bytes (garbage after a zero length) is reported as ``garbage`` so that repair cuts it.
     """
     tail = Tail()
     buf = read_file(path)
     count, last = 0, -1
     try:
-        for _off, body in walk(buf, tail):
+        for _off, body in walk(buf, tail, skip_upto):
             count += 1
             last = TXN_HEADER.unpack_from(body, 0)[2]
+        if tail.skipped:
+            count += tail.skipped
+            last = max(last, tail.skipped_last)
         if tail.status == "zero" and nonzero_after(buf, tail.offset):
             tail.set("garbage", tail.offset, "non-zero bytes after the end of the data")
         return tail, count, last, len(buf)

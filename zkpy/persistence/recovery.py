@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from zkpy.datatree.tree import DataTree
-from zkpy.jute.txns import CloseSessionTxn, DeleteTxn, ErrorTxn, MultiTxn, Txn, decode_txn
+from zkpy.jute.txns import decode_txn
 from zkpy.persistence.files import (
     VERSION_DIR,
     PersistenceError,
@@ -96,43 +96,19 @@ def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]
         tree, snap_zxid = found
     last = snap_zxid
     count = 0
+    tree.replies = False  # nobody reads the Stats of replayed txns
     try:
         for hdr, rec in iter_log(txn_dir, snap_zxid):
-            txn = decode_txn(hdr.type, rec)
-            tree.apply(hdr, txn)
-            replay_fixups(tree, hdr.zxid, txn)
+            tree.apply(hdr, decode_txn(hdr.type, rec))
             last = hdr.zxid
             count += 1
     except PermissionError as e:
         raise PersistenceError(f"cannot read {e.filename or txn_dir}: {e.strerror}") from e
+    finally:
+        tree.replies = True
     tree.last_processed_zxid = last
     log.info("recovered to zxid 0x%x (snapshot 0x%x + %d logged txns)", last, snap_zxid, count)
     return tree, last
-
-
-def _deleted_paths(txn: Txn) -> list[str]:
-    if isinstance(txn, DeleteTxn):
-        return [txn.path]
-    if isinstance(txn, CloseSessionTxn):
-        return list(txn.paths)
-    if isinstance(txn, MultiTxn) and not any(isinstance(t, ErrorTxn) for _o, t in txn.txns):
-        return [t.path for _o, t in txn.txns if isinstance(t, DeleteTxn)]
-    return []
-
-
-def replay_fixups(tree: DataTree, zxid: int, txn: Txn) -> None:
-    """What Java's DataTree.deleteNode does on replay that our apply does not (yet).
-
-    A fuzzy snapshot may already lack a child that a logged delete removes; Java still
-    moves the parent's pzxid forward to the delete's zxid, so that the replayed tree
-    matches the live one.  (Harmless once DataTree does this itself.)
-    """
-    for path in _deleted_paths(txn):
-        if path in tree.nodes or path == "/":
-            continue
-        parent = tree.nodes.get(path[: path.rfind("/")] or "/")
-        if parent is not None and zxid > parent.pzxid:
-            parent.pzxid = zxid
 
 
 def take_snapshot(tree: DataTree, data_dir: Path, fsync: bool = True) -> Path:

@@ -198,7 +198,11 @@ def _parse(raw: bytes, zxid: int) -> DataTree:
             node.children = NO_CHILDREN
             if path:
                 i = path.rfind("/")
-                nodes[path[:i] or "/"].add_child(path[i + 1 :])
+                parent = nodes[path[:i] or "/"]
+                if parent.children is NO_CHILDREN:  # Znode.add_child, inlined for a million calls
+                    parent.children = {path[i + 1 :]}
+                else:
+                    parent.children.add(path[i + 1 :])  # type: ignore[union-attr]
                 nodes[path] = node
             else:
                 nodes["/"] = node

@@ -250,7 +250,7 @@ def repair_log(log_dir: Path, from_zxid: int = 0) -> list[str]:
     files = files[first:]
     last_good = -1
     for i, (_z, path) in enumerate(files):
-        tail, count, last, size = scan_file(path)
+        tail, count, last, size = scan_file(path, from_zxid if from_zxid > 0 else None)
         if tail.status == "empty" or (tail.clean and count == 0):
             path.unlink()
             actions.append(f"removed {path.name}: no txns")

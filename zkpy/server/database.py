@@ -41,6 +41,9 @@ class Database:
         self._roll_at = self._next_roll()
         self._snapshotting = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-snapshot")
+        # Java snapshots right after loading; we do it once serving has started, in the
+        # background (the log still holds everything the snapshot would)
+        self.startup_snapshot = False
 
     def _next_roll(self) -> int:
         half = max(1, self.config.snap_count // 2)
@@ -49,6 +52,9 @@ class Database:
     def attach(self, core: Any) -> None:
         """Count applied txns in the server core to trigger snapshots."""
         core.on_applied = self._applied
+        if self.startup_snapshot:
+            self.startup_snapshot = False
+            self.snapshot_in_background()
 
     def _applied(self, zxid: int) -> None:
         self._since_snapshot += 1
@@ -100,10 +106,14 @@ def open_database(config: Config) -> Database:
     """Recover the data directory and open the txn log (fails with a clear message)."""
     started = time.monotonic()
     tree, last = recover(config.data_dir, config.data_log_dir)
-    take_snapshot(tree, config.data_dir, fsync=True)
-    gc.collect()
+    snap_dir = config.data_dir / VERSION_DIR
+    fresh = not any(snap_dir.glob("snapshot.*"))
+    if fresh:
+        take_snapshot(tree, config.data_dir, fsync=True)  # as Java: a data dir always has one
     gc.freeze()  # the recovered tree is permanent: keep it out of every future collection
     txn_log = TxnLog(config.data_log_dir / VERSION_DIR, config.pre_alloc_size_kb * 1024,
                      config.force_sync)
+    db = Database(config, tree, txn_log)
+    db.startup_snapshot = not fresh and not (snap_dir / file_name("snapshot", last)).exists()
     log.info("database ready at zxid 0x%x in %.2fs", last, time.monotonic() - started)
-    return Database(config, tree, txn_log)
+    return db

@@ -30,7 +30,6 @@ class StandaloneServer:
         loop = asyncio.get_running_loop()
         self.database = open_database(self.config)
         core = ZooKeeperServer(self.config, self.database.tree, self.database.txn_log)
-        self.database.attach(core)
         core.attach(loop)
         self.core = core
         port = self.config.client_port if self.config.client_port is not None else 2181
@@ -38,6 +37,7 @@ class StandaloneServer:
             lambda: ClientConnection(core), self.config.client_port_address, port,
             reuse_address=True, backlog=1024,
         )
+        self.database.attach(core)  # after the listener: a startup snapshot must not delay serving
         self._tasks.append(loop.create_task(self._session_timer()))
         self._tasks.append(loop.create_task(self._container_timer()))
         if self.config.purge_interval_hours > 0:
