@@ -47,7 +47,7 @@ JAVA_ONLY_PREFIXES = (
     "snapshotSizeFactor", "largeRequest", "tcpKeepAlive", "clientTcpKeepAlive",
     "enforceQuota", "emulate353TTLNodes", "electionPortBindRetry", "fastleader.",
     "connectToLearnerMasterLimit", "quorumListenOnAllIPs", "observerMasterPort",
-    "localSessions", "dynamicConfigFile", "oraclePath",
+    "localSessions", "oraclePath",
     "leader.maxTimeToWaitForEpoch", "DigestAuthenticationProvider.digestAlg",
 )
 
@@ -221,7 +221,31 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     file_props = parse_properties(text)
     for k, v in file_props.items():
         raw[_canonical(k)] = v
+    dynamic = raw.pop("dynamicConfigFile", None)
+    if dynamic:
+        _merge_dynamic(raw, path, dynamic.strip())
     return build_config(raw, path)
+
+
+def _merge_dynamic(raw: dict[str, str], cfg_path: Path, dynamic: str) -> None:
+    """The 3.5+ form: server.N (and group/weight) lines live in dynamicConfigFile."""
+    if any(_SERVER_RE.match(k) for k in raw):
+        raise ConfigError("dynamicConfigFile: server.N lines must not also be in the static config")
+    dyn_path = Path(dynamic)
+    if not dyn_path.is_absolute() and not dyn_path.exists():
+        dyn_path = cfg_path.parent / dyn_path
+    try:
+        props = parse_properties(dyn_path.read_text())
+    except OSError as e:
+        raise ConfigError(f"dynamicConfigFile: cannot read {dyn_path}: {e.strerror}") from None
+    for k, v in props.items():
+        if k == "version":
+            raise ConfigError(f"dynamicConfigFile: {dyn_path} must not contain version= "
+                              "(the version is the file name's suffix)")
+        if _SERVER_RE.match(k) or k.startswith(("group.", "weight.")):
+            raw[k] = v
+        else:
+            raise ConfigError(f"dynamicConfigFile: unexpected key {k} in {dyn_path}")
 
 
 def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
