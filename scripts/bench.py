@@ -382,21 +382,24 @@ def _free_port() -> int:
 class Server:
     """A benchmark target started from a fresh data dir with equivalent settings."""
 
-    def __init__(self, kind: str, workdir: Path) -> None:
+    def __init__(self, kind: str, workdir: Path, extra: str = "", myid: int | None = None) -> None:
         self.kind, self.workdir = kind, workdir
         self.port = _free_port()
         self.proc: subprocess.Popen | None = None
         workdir.mkdir(parents=True, exist_ok=True)
+        if myid is not None:
+            (workdir / "data").mkdir(exist_ok=True)
+            (workdir / "data" / "myid").write_text(f"{myid}\n")
         (workdir / "zoo.cfg").write_text(
             f"tickTime=2000\ndataDir={workdir / 'data'}\nclientPort={self.port}\n"
-            "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n")
+            "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n"
+            + extra)
 
     @property
     def hosts(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> float:
-        t0 = time.perf_counter()
+    def launch(self) -> None:
         cfg = str(self.workdir / "zoo.cfg")
         if self.kind == "zookeeper":
             cmd = ["java", "-Xmx4g", "-cp", ":".join(REF_JARS), f"-Dzookeeper.log.dir={self.workdir}",
@@ -405,17 +408,30 @@ class Server:
             cmd = [sys.executable, "-m", "zkpy.server.main", "start", "--log-level", "WARNING", cfg]
         log = open(self.workdir / "server.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        while True:
+
+    def mode(self) -> str | None:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"srvr")
+                for line in s.recv(4096).decode(errors="replace").splitlines():
+                    if line.startswith("Mode: "):
+                        return line[6:]
+        except OSError:
+            pass
+        return None
+
+    def wait_serving(self) -> None:
+        assert self.proc is not None
+        while self.mode() is None:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited; see {self.workdir / 'server.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                    s.sendall(b"srvr")
-                    if b"Mode:" in s.recv(4096):
-                        return time.perf_counter() - t0
-            except OSError:
-                pass
             time.sleep(0.02)
+
+    def start(self) -> float:
+        t0 = time.perf_counter()
+        self.launch()
+        self.wait_serving()
+        return time.perf_counter() - t0
 
     def rss_mb(self) -> float:
         assert self.proc is not None
@@ -424,14 +440,79 @@ class Server:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Cluster:
+    """A 3-server pseudo-cluster of one kind on loopback (clients spread over all members)."""
+
+    def __init__(self, kind: str, workdir: Path, n: int = 3) -> None:
+        self.kind = kind
+        ports = [(_free_port(), _free_port()) for _ in range(n)]
+        lines = "".join(f"server.{i + 1}=127.0.0.1:{q}:{e}\n" for i, (q, e) in enumerate(ports))
+        self.members = [Server(kind, workdir / f"s{i + 1}", "initLimit=10\nsyncLimit=5\n" + lines, i + 1)
+                        for i in range(n)]
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(m.hosts for m in self.members)
+
+    def start(self) -> float:
+        t0 = time.perf_counter()
+        for m in self.members:
+            if m.proc is None or m.proc.poll() is not None:
+                m.launch()
+        for m in self.members:
+            m.wait_serving()
+        return time.perf_counter() - t0
+
+    def rss_mb(self) -> float:
+        return sum(m.rss_mb() for m in self.members)
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+    def failover_seconds(self) -> float:
+        """SIGKILL the leader; time until a write through a surviving member succeeds."""
+        from zkpy.client.client import ZooKeeperClient
+
+        leader = next(m for m in self.members if m.mode() == "leader")
+        others = ",".join(m.hosts for m in self.members if m is not leader)
+        t0 = time.perf_counter()
+        leader.stop(kill=True)
+
+        async def first_write() -> None:
+            while True:
+                c = ZooKeeperClient(others, timeout_ms=10000)
+                try:
+                    await c.start(timeout=2)
+                    await c.create(f"/failover-{time.time_ns()}", b"")
+                    await c.close()
+                    return
+                except Exception:
+                    await asyncio.sleep(0.05)
+
+        asyncio.run(asyncio.wait_for(first_write(), 60))
+        took = time.perf_counter() - t0
+        leader.launch()
+        leader.wait_serving()
+        return took
+
+
+def _du_mb(path: Path) -> float:
+    """Disk blocks actually used (preallocated log files are sparse)."""
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -462,7 +543,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
         print("Apache ZooKeeper (Debian package zookeeper) is not installed", file=sys.stderr)
         return 2
     root = Path(tempfile.mkdtemp(prefix="zkbench-"))
-    servers = {k: Server(k, root / k) for k in ("zkpy", "zookeeper")}
+    make = Cluster if a.ensemble else Server
+    servers = {k: make(k, root / k) for k in ("zkpy", "zookeeper")}
     for s in servers.values():
         s.start()
     table: dict[tuple[str, str, str], list[float]] = {}
@@ -483,11 +565,16 @@ def cmd_compare(a: argparse.Namespace) -> int:
                         table.setdefault((w, f, kind), []).append(v)
                     print(f"round {rnd + 1} {w:>7} {kind:>9}: " +
                           " ".join(f"{f}={v:.3f}" for f, v in figs.items()), file=sys.stderr)
+        if a.ensemble:
+            for _ in range(a.rounds):
+                for kind, s in servers.items():
+                    table.setdefault(("failover", "seconds", kind), []).append(s.failover_seconds())
         if a.large:
             for kind, s in servers.items():
                 res = asyncio.run(large_tree(s.hosts, a.count))
                 table[("large-tree", "create_s", kind)] = [res.seconds]
                 table[("large-tree", "rss_mb", kind)] = [s.rss_mb()]
+                table[("large-tree", "datadir_mb", kind)] = [_du_mb(root / kind)]
                 s.stop()
                 table[("large-tree", "restart_s", kind)] = [s.start()]
     finally:
@@ -495,7 +582,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
             s.stop()
         shutil.rmtree(root, ignore_errors=True)
     rows = []
-    print(f"\nconns={a.conns} depth={a.depth} duration={a.duration}s rounds={a.rounds} (medians)")
+    mode = "3-server ensembles" if a.ensemble else "standalone"
+    print(f"\n{mode}: conns={a.conns} depth={a.depth} duration={a.duration}s rounds={a.rounds} (medians)")
     print(f"{'workload':>10} {'figure':>10} {'zkpy':>12} {'zookeeper':>12} {'zkpy/zk':>8}")
     for w, f in sorted({(w, f) for (w, f, _k) in table}):
         z = statistics.median(table[(w, f, "zkpy")])
@@ -546,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             sp.add_argument("--rounds", type=int, default=3)
             sp.add_argument("--large", action="store_true", help="also large-tree, RSS and restart")
+            sp.add_argument("--ensemble", action="store_true",
+                            help="3-server pseudo-clusters instead of standalone servers (adds failover)")
     sm = sub.add_parser("smoke")
     sm.add_argument("--duration", type=float, default=0.5)
     a = p.parse_args(argv)
