@@ -39,10 +39,19 @@ def load_epochs(version_dir: Path, last_zxid: int) -> tuple[int, int]:
         write_epoch(version_dir, "currentEpoch", current)
     elif zxid_epoch > current:
         tmp = read_epoch(version_dir, "currentEpoch.tmp")
-        if tmp is None:
+        accepted = read_epoch(version_dir, "acceptedEpoch")
+        if tmp is not None:
+            current = tmp
+        elif accepted is not None and accepted >= zxid_epoch:
+            # A learner makes NEWLEADER's data durable (snapshot, synced txns) before it
+            # writes currentEpoch, as ZAB requires; a crash in between leaves data of an
+            # epoch it had accepted.  That data arrived after the whole history the epoch's
+            # leader started from, so the epoch is ours: what the reference does with its
+            # updatingEpoch marker.
+            current = zxid_epoch
+        else:
             raise EpochError(f"the data's epoch {zxid_epoch} is newer than currentEpoch {current} "
                              f"in {version_dir}; restore the epoch files or the data")
-        current = tmp
         write_epoch(version_dir, "currentEpoch", current)
     accepted = read_epoch(version_dir, "acceptedEpoch")
     if accepted is None:
