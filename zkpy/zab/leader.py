@@ -146,8 +146,9 @@ class Leader:
         ls.phase = Phase.EPOCH
         out: list[Action] = []
         if self.new_epoch is None:
-            if not ls.observer:
-                self.epoch_candidates[sid] = ls.accepted_epoch
+            # Every learner's acceptedEpoch raises the new epoch, observers' too (as the
+            # reference's getEpochToPropose); only voters count towards the quorum (_quorum).
+            self.epoch_candidates[sid] = ls.accepted_epoch
             if self._quorum(set(self.epoch_candidates)):
                 self.new_epoch = max(self.epoch_candidates.values()) + 1
                 self.accepted_epoch = self.new_epoch
@@ -155,6 +156,13 @@ class Leader:
                 for other in self.learners.values():
                     if other.phase == Phase.EPOCH:
                         out.append(self._leaderinfo(other))
+        elif ls.accepted_epoch > self.new_epoch:
+            # It promised a would-be leader of a newer epoch (one that never got going) to
+            # refuse older epochs, so it would refuse ours after every election and stay
+            # out of the ensemble for as long as we lead.  Step down: the next election
+            # proposes an epoch above its promise.
+            return self._abandon(f"learner {sid} accepted epoch {ls.accepted_epoch}, newer than ours "
+                                 f"({self.new_epoch})")
         else:
             out.append(self._leaderinfo(ls))
         return out
