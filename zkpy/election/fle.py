@@ -219,7 +219,11 @@ class FastLeaderElection:
             return
         if self.state == ServerState.LOOKING:
             self._queue.append((sender, n))
-            if n.state == ServerState.LOOKING and n.election_epoch < self.logical_clock:
+            # Only voters send the catch-up reply: an observer's answer is ignored by voters
+            # anyway, and with the voter answering every observer message the two would
+            # echo each other (the reference has both rules; zkpy drops this one).
+            if (self.is_voter and n.state == ServerState.LOOKING
+                    and n.election_epoch < self.logical_clock):
                 leader, zxid, epoch = self._proposal
                 self._send(sender, Notification(ServerState.LOOKING, leader, zxid, self.logical_clock,
                                                 epoch, config=self.config), out)
