@@ -21,25 +21,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
-from zkpy.datatree.acl import digest_id
 from zkpy.datatree.tree import DataTree, Event, owner_ttl
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import (
-    XID_AUTH,
     Err,
     KeeperError,
     OpCode,
-    WatcherType,
 )
 from zkpy.jute.records import (
     REQUEST_DECODERS,
-    AuthPacket,
     ConnectRequest,
     MultiRequest,
     PathOnly,
-    PathType,
     PathWatch,
-    SetWatches,
 )
 from zkpy.jute.txns import (
     TXN_HEADER,
@@ -51,7 +45,7 @@ from zkpy.jute.txns import (
     decode_txn,
     encode_txn,
 )
-from zkpy.server import reads
+from zkpy.server import reads, session_requests
 from zkpy.server.config import Config
 from zkpy.server.prepare import Preparer, Settings
 from zkpy.server.replies import frame, notification, ustring, write_result_body
@@ -274,7 +268,7 @@ class ZooKeeperServer:
                 return
             self.sessions.touch(sid, self.now_ms())
         if op == OpCode.AUTH:
-            self._auth(conn, req)
+            session_requests.authenticate(self.config, conn, req)
             return
         if req is MALFORMED and op not in WRITE_OPS:
             if conn.pending:
@@ -579,15 +573,15 @@ class ZooKeeperServer:
             elif op == OpCode.GET_EPHEMERALS:
                 body = reads.get_ephemerals(tree, conn, req)
             elif op in (OpCode.SET_WATCHES, OpCode.SET_WATCHES2):
-                self._set_watches(conn, req)
+                session_requests.set_watches(tree, conn, req)
                 body = b""
             elif op == OpCode.ADD_WATCH:
-                body = self._add_watch(conn, req)
+                body = session_requests.add_watch(conn, req)
             elif op in (OpCode.CHECK_WATCHES, OpCode.REMOVE_WATCHES):
-                self._check_watches(conn, req, op == OpCode.REMOVE_WATCHES)
+                session_requests.check_watches(tree, conn, req, op == OpCode.REMOVE_WATCHES)
                 body = b""
             elif op == OpCode.WHO_AM_I:
-                body = who_am_i(conn.auth_ids)
+                body = session_requests.who_am_i(conn.auth_ids)
             elif op == OpCode.RECONFIG:
                 raise KeeperError(Err.RECONFIGDISABLED if not self.config.reconfig_enabled
                                   else Err.UNIMPLEMENTED)
@@ -601,73 +595,6 @@ class ZooKeeperServer:
         conn.send(frame(xid, tree.last_processed_zxid, 0, body))
         self.stats.record(started)
         conn.last_op(op, tree.last_processed_zxid)
-
-    def _set_watches(self, conn: ClientConnection, req: SetWatches) -> None:
-        tree = self.tree
-        rel = req.relative_zxid
-        out: list[bytes] = []
-        for p in req.data:
-            n = tree.nodes.get(p)
-            if n is None:
-                out.append(notification(2, p))
-            elif n.mzxid > rel:
-                out.append(notification(3, p))
-            else:
-                conn.watch_data(p)
-        for p in req.exist:
-            if p in tree.nodes:
-                out.append(notification(1, p))
-            else:
-                conn.watch_data(p)
-        for p in req.child:
-            n = tree.nodes.get(p)
-            if n is None:
-                out.append(notification(2, p))
-            elif n.pzxid > rel:
-                out.append(notification(4, p))
-            else:
-                conn.watch_child(p)
-        for p in req.persistent:
-            conn.watch_persistent(p, False)
-        for p in req.persistent_recursive:
-            conn.watch_persistent(p, True)
-        for data in out:
-            conn.notify(data)
-
-    def _add_watch(self, conn: ClientConnection, req: PathType) -> bytes:
-        if req.type not in (0, 1):
-            # Java's AddWatchMode.fromZooKeeperMode throws; the catch-all answers MARSHALLINGERROR.
-            raise KeeperError(Err.MARSHALLINGERROR)
-        conn.watch_persistent(req.path, req.type == 1)
-        return b"\x00\x00\x00\x00"
-
-    def _check_watches(self, conn: ClientConnection, req: PathType, remove: bool) -> None:
-        wm = self.tree.watches
-        if req.type not in tuple(WatcherType):
-            # Java's WatcherType.fromInt throws; the catch-all answers MARSHALLINGERROR.
-            raise KeeperError(Err.MARSHALLINGERROR)
-        if remove:
-            found = wm.remove(req.path, conn, req.type)
-        else:
-            found = wm.contains(req.path, conn, req.type)
-        if not found:
-            raise KeeperError(Err.NOWATCHER)
-
-    def _auth(self, conn: ClientConnection, pkt: AuthPacket) -> None:
-        scheme = pkt.scheme
-        if scheme == "digest" and self.config.digest_enabled:
-            ident = digest_id(pkt.auth.decode("utf-8", "replace"))
-            if self.config.super_digest and ident == self.config.super_digest:
-                conn.add_auth("super", "")
-            conn.add_auth("digest", ident)
-        elif scheme == "ip":
-            conn.add_auth("ip", conn.peer_ip)
-        else:
-            log.info("auth failed for %s: unknown scheme %r", conn.peer, scheme)
-            conn.send(frame(XID_AUTH, 0, Err.AUTHFAILED))
-            conn.close_after_flush()
-            return
-        conn.send(frame(XID_AUTH, 0, 0))
 
     # ---- timers ---------------------------------------------------------------------
     def expire_sessions(self) -> None:
@@ -709,16 +636,6 @@ class ZooKeeperServer:
         for p in candidates[:limit]:
             self.submit_internal(OpCode.DELETE_CONTAINER, PathOnly(p))
         return min(len(candidates), limit)
-
-
-def who_am_i(auth_ids: list[tuple[str, str]]) -> bytes:
-    from zkpy.jute.codec import Writer
-
-    w = Writer().int(len(auth_ids))
-    for scheme, ident in auth_ids:
-        user = ident.split(":", 1)[0] if scheme == "digest" else ident
-        w.ustring(scheme).ustring(user)
-    return w.getvalue()
 
 
 __all__ = ["ZooKeeperServer", "MultiRequest", "PathWatch"]
