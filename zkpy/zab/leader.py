@@ -287,9 +287,10 @@ class Leader:
         self.last_proposed = zxid
         self.outstanding[zxid] = Proposal(zxid, payload)
         out: list[Action] = []
+        pkt = QuorumPacket(PacketType.PROPOSAL, zxid, payload)  # one object: encoded once by the caller
         for ls in self.learners.values():
             if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST) and not ls.observer:
-                out.append(self._send(ls.handle, PacketType.PROPOSAL, zxid, payload))
+                out.append(Send(ls.handle, pkt))
         return out
 
     def persisted(self, zxid: int) -> list[Action]:
@@ -302,19 +303,22 @@ class Leader:
     def _try_commit(self) -> list[Action]:
         out: list[Action] = []
         while self.outstanding:
-            z = min(self.outstanding)
+            z = next(iter(self.outstanding))  # proposals are inserted in zxid order
             p = self.outstanding[z]
             if not self._quorum(p.acks):
                 break
             del self.outstanding[z]
             self.last_committed = z
             self.history.append((z, p.payload))
+            commit = QuorumPacket(PacketType.COMMIT, z)
+            inform: QuorumPacket | None = None
             for ls in self.learners.values():
                 if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST):
                     if ls.observer:
-                        out.append(self._send(ls.handle, PacketType.INFORM, z, p.payload))
+                        inform = inform or QuorumPacket(PacketType.INFORM, z, p.payload)
+                        out.append(Send(ls.handle, inform))
                     else:
-                        out.append(self._send(ls.handle, PacketType.COMMIT, z))
+                        out.append(Send(ls.handle, commit))
             out.append(Commit(z))
         while self.pending_syncs and self.pending_syncs[0][0] <= self.last_committed:
             _, handle = self.pending_syncs.popleft()

@@ -45,6 +45,14 @@ def read_myid(data_dir: Path) -> int:
         raise RuntimeError(f"{data_dir / 'myid'} must hold this server's id (server.N): {e}") from None
 
 
+_PENDING_STREAMS: list[QuorumStream] = []  # streams with queued packets, flushed after each batch
+
+
+def flush_streams() -> None:
+    while _PENDING_STREAMS:
+        _PENDING_STREAMS.pop().flush()
+
+
 class QuorumStream(asyncio.Protocol):
     """One quorum-port TCP connection; hands complete packets to `on_packet`."""
 
@@ -59,6 +67,8 @@ class QuorumStream(asyncio.Protocol):
         self.scanner: SnapScanner | None = None
         self.on_snapshot: Callable[[bytes, int], None] | None = None
         self.closed = False
+        self.out: list[bytes] = []
+        self.out_streams = _PENDING_STREAMS
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -84,9 +94,21 @@ class QuorumStream(asyncio.Protocol):
             log.warning("dropping quorum connection: %s", e)
             self.close()
 
-    def send(self, pkt: QuorumPacket, raw: bytes = b"") -> None:
+    def send(self, pkt: QuorumPacket, raw: bytes = b"", encoded: bytes | None = None) -> None:
+        """Queue a packet; flush() writes everything queued in one go."""
         if self.transport is not None and not self.closed:
-            self.transport.write(pkt.encode() + raw)
+            if not self.out:
+                if not self.out_streams:  # sends outside a batch (forwarded requests) flush soon
+                    asyncio.get_running_loop().call_soon(flush_streams)
+                self.out_streams.append(self)
+            self.out.append(encoded if encoded is not None else pkt.encode())
+            if raw:
+                self.out.append(raw)
+
+    def flush(self) -> None:
+        if self.out and self.transport is not None and not self.closed:
+            self.transport.writelines(self.out)
+        self.out = []
 
     def close(self) -> None:
         if not self.closed:
@@ -452,13 +474,18 @@ class _LeaderGlue:
     def run(self, actions: list[A.Action]) -> None:
         core = self.core
         assert core is not None
+        encoded: dict[int, bytes] = {}
         for a in actions:
             if isinstance(a, A.Send):
                 s = self.streams.get(a.to)
                 if s is not None:
                     if a.packet.type in (PacketType.DIFF, PacketType.TRUNC):
                         self._log_sync(a.to, PacketType(a.packet.type).name, a.packet.zxid)
-                    s.send(a.packet)
+                    key = id(a.packet)  # a proposal or commit is one object for every learner
+                    enc = encoded.get(key)
+                    if enc is None:
+                        enc = encoded[key] = a.packet.encode()
+                    s.send(a.packet, encoded=enc)
             elif isinstance(a, A.SendSnapshot):
                 s = self.streams.get(a.to)
                 if s is not None:
@@ -489,6 +516,7 @@ class _LeaderGlue:
             elif isinstance(a, A.Abandon):
                 self.peer._finish_role(a.reason)
         core.flush_dirty()
+        flush_streams()
 
 
 class _LearnerGlue:
@@ -580,3 +608,4 @@ class _LearnerGlue:
             elif isinstance(a, A.Abandon):
                 peer._finish_role(a.reason)
         core.flush_dirty()
+        flush_streams()
