@@ -44,6 +44,7 @@ class Database:
         # Java snapshots right after loading; we do it once serving has started, in the
         # background (the log still holds everything the snapshot would)
         self.startup_snapshot = False
+        self.core: Any = None
 
     def _next_roll(self) -> int:
         half = max(1, self.config.snap_count // 2)
@@ -51,6 +52,7 @@ class Database:
 
     def attach(self, core: Any) -> None:
         """Count applied txns in the server core to trigger snapshots."""
+        self.core = core
         core.on_applied = self._applied
         if self.startup_snapshot:
             self.startup_snapshot = False
@@ -68,7 +70,7 @@ class Database:
         self._since_snapshot = 0
         self._roll_at = self._next_roll()
         self.txn_log.roll()
-        tree = self.tree
+        tree = self.core.tree if self.core is not None else self.tree  # a learner's tree can be replaced
         zxid = tree.last_processed_zxid
         items = snapshot_items(tree)
         sessions = dict(tree.sessions)
@@ -97,8 +99,12 @@ class Database:
             log.info("purged %s", p)
         return removed
 
-    def close(self) -> None:
+    def stop_snapshots(self) -> None:
+        """Wait for a snapshot being written; the txn log stays open."""
         self._executor.shutdown(wait=True)
+
+    def close(self) -> None:
+        self.stop_snapshots()
         self.txn_log.close()
 
 

@@ -28,6 +28,7 @@ from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
 from zkpy.server.connection import ClientConnection
 from zkpy.server.core import ZooKeeperServer
+from zkpy.server.database import Database
 from zkpy.zab import actions as A
 from zkpy.zab.epochs import load_epochs, write_epoch
 from zkpy.zab.leader import Leader
@@ -144,6 +145,7 @@ class QuorumPeer:
         self._stopping = False
         self.listener: asyncio.base_events.Server | None = None
         self.txn_log: TxnLog | None = None
+        self.database: Database | None = None
 
     @property
     def tick(self) -> int:
@@ -172,6 +174,8 @@ class QuorumPeer:
         try:
             while not self._stopping:
                 tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
+                if not valid_snapshots(self.snap_dir, 1):
+                    take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
                 accepted, current = load_epochs(self.snap_dir, last_zxid)
                 decided = await self._elect(last_zxid, current, tree)
                 if self._stopping:
@@ -209,6 +213,9 @@ class QuorumPeer:
         for c in list(old.connections):
             c.close()
         old.close()
+        if self.database is not None:
+            self.database.stop_snapshots()
+            self.database = None
         if self.txn_log is not None:
             self.txn_log.close()
             self.txn_log = None
@@ -287,6 +294,9 @@ class QuorumPeer:
         core = ZooKeeperServer(self.config, tree, self.txn_log, server_id=self.my_id, zab=glue)
         core.attach(asyncio.get_running_loop())
         core.serving = False
+        assert self.txn_log is not None
+        self.database = Database(self.config, tree, self.txn_log)
+        self.database.attach(core)  # snapshots every ~snapCount txns, as standalone
         old = self.core
         for c in list(old.connections):
             c.close()
