@@ -158,79 +158,42 @@ def failover(ens: Ensemble, base: str, new_kind: str) -> None:
         assert tree == trees[fo.new_leader.sid], f"server {sid} differs from the leader"
 
 
-class TestTwoReferenceOneZkpy:
-    @pytest.fixture(scope="class")
-    def ens(self) -> Iterator[Ensemble]:
-        require_reference()
-        e = Ensemble(["reference", "reference", "zkpy"])
-        try:
-            start_with_leader(e, 3)
-            yield e
-        finally:
-            e.close()
+@pytest.fixture(scope="class", params=[["reference", "reference", "zkpy"], ["zkpy", "zkpy", "reference"]],
+                ids=["2ref+1zkpy", "1ref+2zkpy"])
+def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
+    """Server 3 (the odd kind out) leads first; the other kind takes over after a failover."""
+    require_reference()
+    e = Ensemble(request.param)
+    try:
+        start_with_leader(e, 3)
+        yield e
+    finally:
+        e.close()
 
+
+class TestMixedEnsemble:
     @pytest.fixture(autouse=True)
     def running(self, ens: Ensemble) -> Iterator[None]:
         ens.start(timeout=60)
         yield
         ens.close_clients()
 
-    def test_zkpy_leads_and_writes_go_through_every_server(self, ens: Ensemble, base: str) -> None:
+    def test_server3_leads_and_writes_go_through_every_server(self, ens: Ensemble, base: str) -> None:
         assert ens.leader() is ens[3], ens.modes()
         writes_through_every_server(ens, base)
         wait_converged(ens)
 
-    def test_reference_follower_syncs_from_zkpy_leader_by_diff_and_snap(
-            self, ens: Ensemble, base: str) -> None:
+    def test_follower_of_the_other_kind_syncs_by_diff_and_snap(self, ens: Ensemble, base: str) -> None:
         assert ens.leader() is ens[3], ens.modes()
         diff_then_snap(ens, ens[3], ens[1], base)
 
-    def test_failover_from_zkpy_leader_to_reference(self, ens: Ensemble, base: str) -> None:
+    def test_failover_to_the_other_kind(self, ens: Ensemble, base: str) -> None:
         assert ens.leader() is ens[3], ens.modes()
-        failover(ens, base, "reference")
+        failover(ens, base, ens[1].kind)
 
-    def test_zkpy_follower_syncs_from_reference_leader_by_diff_and_snap(
+    def test_server3_syncs_from_a_leader_of_the_other_kind_by_diff_and_snap(
             self, ens: Ensemble, base: str) -> None:
         leader = ens.leader()
-        assert leader.kind == "reference", ens.modes()
-        writes_through_every_server(ens, base + "-mixed")
-        diff_then_snap(ens, leader, ens[3], base)
-
-
-class TestOneReferenceTwoZkpy:
-    @pytest.fixture(scope="class")
-    def ens(self) -> Iterator[Ensemble]:
-        require_reference()
-        e = Ensemble(["zkpy", "zkpy", "reference"])
-        try:
-            start_with_leader(e, 3)
-            yield e
-        finally:
-            e.close()
-
-    @pytest.fixture(autouse=True)
-    def running(self, ens: Ensemble) -> Iterator[None]:
-        ens.start(timeout=60)
-        yield
-        ens.close_clients()
-
-    def test_reference_leads_and_writes_go_through_every_server(self, ens: Ensemble, base: str) -> None:
-        assert ens.leader() is ens[3], ens.modes()
-        writes_through_every_server(ens, base)
-        wait_converged(ens)
-
-    def test_zkpy_follower_syncs_from_reference_leader_by_diff_and_snap(
-            self, ens: Ensemble, base: str) -> None:
-        assert ens.leader() is ens[3], ens.modes()
-        diff_then_snap(ens, ens[3], ens[1], base)
-
-    def test_failover_from_reference_leader_to_zkpy(self, ens: Ensemble, base: str) -> None:
-        assert ens.leader() is ens[3], ens.modes()
-        failover(ens, base, "zkpy")
-
-    def test_reference_follower_syncs_from_zkpy_leader_by_diff_and_snap(
-            self, ens: Ensemble, base: str) -> None:
-        leader = ens.leader()
-        assert leader.kind == "zkpy", ens.modes()
+        assert leader.kind == ens[1].kind, ens.modes()
         writes_through_every_server(ens, base + "-mixed")
         diff_then_snap(ens, leader, ens[3], base)
