@@ -41,20 +41,6 @@ def wait_for(cond, timeout: float = 10.0, interval: float = 0.05):
         time.sleep(interval)
 
 
-@pytest.fixture
-def raw(server):
-    conns: list[RawConnection] = []
-
-    def make(timeout_ms: int = 10000) -> RawConnection:
-        c = rawconn.session(server.port, timeout_ms)
-        conns.append(c)
-        return c
-
-    yield make
-    for c in conns:
-        c.end()
-
-
 # --------------------------------------------------------------------------- handshake
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 import time
 
-import pytest
 from kazoo.protocol.states import EventType, KazooState
 
 from tests.conformance import rawconn
@@ -36,21 +35,6 @@ def ev(etype: int, path: str) -> tuple[int, int, str]:
 
 def kinds(events) -> list[tuple[int, int, str]]:
     return [(e.type, e.state, e.path) for e in events]
-
-
-@pytest.fixture
-def raw(server):
-    """Factory for raw sessions on the shared server, closed at teardown."""
-    conns: list[RawConnection] = []
-
-    def make(timeout_ms: int = 10000) -> RawConnection:
-        c = rawconn.session(server.port, timeout_ms)
-        conns.append(c)
-        return c
-
-    yield make
-    for c in conns:
-        c.end()
 
 
 # --------------------------------------------------------------------------- standard watches

@@ -8,7 +8,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 
-from zkpy.jute.constants import Err, KeeperError, Perm
+from zkpy.jute.constants import Err, KeeperError
 from zkpy.jute.records import ACL
 
 AuthId = tuple[str, str]  # (scheme, id)
@@ -186,5 +186,3 @@ def mask_digests(acls: Sequence[ACL]) -> list[ACL]:
         for a in acls
     ]
 
-
-ALL = Perm.ALL

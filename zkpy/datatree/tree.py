@@ -123,11 +123,6 @@ class ApplyResult(NamedTuple):
     op: int = 0  # sub-op type inside a multi
 
 
-def _u32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
 class DataTree:
     """All znodes, the ephemerals of each session, containers, TTL nodes and watches."""
 
@@ -349,13 +344,10 @@ class DataTree:
         return ApplyResult(0, subs=subs)
 
     # ---- misc -----------------------------------------------------------------------
-    def stored_cversion(self, path: str) -> int:
-        return self.nodes[path].cversion
-
     def set_config_data(self, data: bytes, version: int = -1) -> None:
         node = self.nodes["/zookeeper/config"]
         node.data = data
         node.version = version
 
 
-__all__ = ["ApplyResult", "DataTree", "Event", "Znode", "owner_ttl", "ttl_owner", "_u32"]
+__all__ = ["ApplyResult", "DataTree", "Event", "Znode", "owner_ttl", "ttl_owner"]

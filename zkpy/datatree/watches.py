@@ -126,14 +126,5 @@ class WatchManager:
                 WatchTable._discard(t, p, w)
 
     # triggering -----------------------------------------------------------------
-    def watched_paths(self, w: Watcher) -> list[tuple[str, str]]:
-        """(table, path) pairs of w, for 4lw reports; linear scan."""
-        out = []
-        for name, table in (("data", self.data), ("child", self.child)):
-            for path, ws in table.by_path():
-                if w in ws:
-                    out.append((name, path))
-        return out
-
     def count(self) -> int:
         return self.data.count() + self.child.count()

@@ -11,8 +11,6 @@ import struct
 
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
-_INT_INT = struct.Struct(">ii")
-_INT_LONG_INT = struct.Struct(">iqi")
 
 # Read-side sanity bound for a single string or buffer (jute.maxbuffer + extrasize).
 MAX_FIELD_LEN = 2 * 1048575
@@ -141,15 +139,5 @@ class Writer:
         return bytes(self.buf)
 
 
-def encode_int(v: int) -> bytes:
-    return _INT.pack(v)
-
-
-def encode_long(v: int) -> bytes:
-    return _LONG.pack(v)
-
-
 INT = _INT
 LONG = _LONG
-INT_INT = _INT_INT
-INT_LONG_INT = _INT_LONG_INT

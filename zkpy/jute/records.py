@@ -320,15 +320,3 @@ REQUEST_DECODERS = {
 
 
 # ---- reply bodies ---------------------------------------------------------------------
-
-
-def encode_path(w: Writer, path: str) -> None:
-    w.ustring(path)
-
-
-def encode_children(w: Writer, children: list[str]) -> None:
-    w.string_vector(children)
-
-
-def encode_multi_header(w: Writer, op: int, done: bool, err: int) -> None:
-    w.int(op).bool(done).int(err)

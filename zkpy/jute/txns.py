@@ -148,13 +148,6 @@ def _write(w: Writer, txn: Txn) -> None:
         raise TypeError(f"not a txn: {txn!r}")
 
 
-def txn_type(txn: Txn, request_type: int) -> int:
-    """The header type for a txn produced by a request of request_type."""
-    if isinstance(txn, ErrorTxn):
-        return OpCode.ERROR
-    return request_type
-
-
 def decode_txn(type_: int, buf: bytes | memoryview) -> Txn:
     """Decode a txn record of the given header type."""
     r = Reader(buf)

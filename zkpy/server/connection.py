@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import Err, OpCode
 from zkpy.jute.records import REQUEST_DECODERS, REQUEST_HEADER, ConnectRequest, UnknownMultiOp
-from zkpy.server.core import MALFORMED
+from zkpy.server.core import MALFORMED, WRITE_OPS
 from zkpy.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
 from zkpy.server.replies import frame
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zkpy.connection")
 
 NEW, CONNECTING, ESTABLISHED, CLOSING = range(4)
+FORWARDED = WRITE_OPS | {OpCode.SYNC}
 
 
 class ClientConnection(asyncio.Protocol):
@@ -189,7 +190,8 @@ class ClientConnection(asyncio.Protocol):
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
             return
         self.last_cxid = xid
-        body = bytes(mv[start + 8 : end]) if self.server.zab is not None else b""
+        # only a learner forwards requests, and only writes and syncs: keep their raw bytes
+        body = bytes(mv[start + 8 : end]) if self.server.zab is not None and op in FORWARDED else b""
         self.server.request(self, xid, op, req, body)
 
     def _four_letter(self, code: int) -> None:

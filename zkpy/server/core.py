@@ -61,7 +61,6 @@ WRITE_OPS = frozenset({
     OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL, OpCode.DELETE,
     OpCode.SET_DATA, OpCode.SET_ACL, OpCode.MULTI, OpCode.CLOSE_SESSION, OpCode.DELETE_CONTAINER,
 })
-INVALID_PASSWD = bytes(16)
 # Stands in for a request whose record could not be decoded: Java answers it with
 # MARSHALLINGERROR (a write still goes through as an error txn) and keeps the connection.
 MALFORMED: Any = object()
