@@ -21,7 +21,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from tests.conftest import ServerProcess, free_port, start_server
+from tests.conftest import REQUIRE_REFERENCE, ServerProcess, free_port, start_server
 from zkpy.client.cliargs import Flag, ParseError, parse_flags, split_line
 from zkpy.client.cliformat import StatsTrack, java_hex, parse_acl, validate_path
 from zkpy.client.commands import commands
@@ -492,7 +492,8 @@ get {b}/a
 """
 
 
-@pytest.mark.skipif(not os.path.exists(ZKCLI), reason="zkCli.sh (Debian package zookeeper) is not installed")
+@pytest.mark.skipif(not os.path.exists(ZKCLI) and not REQUIRE_REFERENCE,
+                    reason="zkCli.sh (Debian package zookeeper) is not installed")
 def test_side_by_side_with_zkcli(server: ServerProcess, zk: Any, base: str) -> None:
     zk.delete(base)
     script = SIDE_BY_SIDE.format(b=base)

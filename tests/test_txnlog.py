@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import zkpy.persistence.txnlog as txnlog_mod
+from tests.conftest import REQUIRE_REFERENCE
 from zkpy.jute.constants import OpCode
 from zkpy.jute.records import ACL, OPEN_ACL_UNSAFE
 from zkpy.jute.txns import (
@@ -424,7 +425,8 @@ def test_dump_log_text_and_json(tmp_path: Path) -> None:
     assert records[-1]["end"] == "zero"
 
 
-@pytest.mark.skipif(not (shutil.which("java") and os.path.exists("/usr/share/java/zookeeper.jar")),
+@pytest.mark.skipif(not (shutil.which("java") and os.path.exists("/usr/share/java/zookeeper.jar"))
+                    and not REQUIRE_REFERENCE,
                     reason="java or /usr/share/java/zookeeper.jar is missing")
 def test_java_txn_log_toolkit_reads_ours(tmp_path: Path) -> None:
     txns = sample_txns(60)
