@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from zkpy.jute.constants import Err, KeeperError
-from zkpy.jute.records import ACL
+from zkpy.jute.records import ACL, OPEN_ACL_UNSAFE
 
 AuthId = tuple[str, str]  # (scheme, id)
 
@@ -115,7 +115,7 @@ def valid_acl_entry(acl: ACL) -> bool:
     return False
 
 
-def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> list[ACL]:
+def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> tuple[ACL, ...]:
     """Validate an ACL list from a create/setACL and expand `auth` entries.
 
     Raises INVALIDACL for an empty list, an unknown scheme, a malformed id, or an
@@ -123,6 +123,8 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> list[AC
     are removed from the list as sent only (not after `auth` expansion), and a null id
     of the world/digest/ip scheme (a NullPointerException in Java) is MARSHALLINGERROR.
     """
+    if acls is OPEN_ACL_UNSAFE:  # what the create decoder hands over for world:anyone
+        return acls
     if not acls:
         raise KeeperError(Err.INVALIDACL)
     out: list[ACL] = []
@@ -138,7 +140,7 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> list[AC
             out.append(a)
         else:
             raise KeeperError(Err.INVALIDACL)
-    return out
+    return tuple(out)
 
 
 def _dedupe(acls: Sequence[ACL]) -> list[ACL]:

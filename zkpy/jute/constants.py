@@ -5,7 +5,10 @@ from __future__ import annotations
 from enum import IntEnum
 
 
-class OpCode(IntEnum):
+class OpCode:
+    """Request and txn types.  Plain ints rather than an IntEnum: the request path compares
+    opcodes many times per request, and an enum member costs a slow attribute lookup."""
+
     NOTIFICATION = 0
     CREATE = 1
     DELETE = 2
@@ -39,6 +42,9 @@ class OpCode(IntEnum):
     CREATE_SESSION = -10
     CLOSE_SESSION = -11
     ERROR = -1
+
+
+OP_NAMES: dict[int, str] = {v: k for k, v in vars(OpCode).items() if k.isupper()}
 
 
 class Err(IntEnum):

@@ -7,6 +7,7 @@ by the functions at the bottom.  Field orders follow zookeeper.jute.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from zkpy.jute.codec import MAX_FIELD_LEN, JuteError, Reader, Writer
@@ -85,7 +86,7 @@ def encode_connect_response(timeout: int, session_id: int, passwd: bytes, read_o
 class CreateRequest(NamedTuple):
     path: str
     data: bytes | None
-    acl: list[ACL] | None
+    acl: Sequence[ACL] | None
     flags: int
     ttl: int = -1
 
@@ -165,17 +166,33 @@ def _path(r: Reader) -> str:
     return "" if p is None else p
 
 
-def _create(r: Reader) -> CreateRequest:
-    return CreateRequest(_path(r), r.buffer(), read_acl_list(r), r.int())
-
-
 def _create_ttl(r: Reader) -> CreateRequest:
     return CreateRequest(_path(r), r.buffer(), read_acl_list(r), r.int(), r.long())
 
 
-# The three decoders below serve almost all traffic: each has an inline fast path for
+# The four decoders below serve almost all traffic: each has an inline fast path for
 # well-formed input and falls back to the Reader methods (which raise JuteError) otherwise.
 _II = struct.Struct(">i")
+_OPEN_ACL_BYTES = (_II.pack(1) + _II.pack(31) + _II.pack(5) + b"world" + _II.pack(6) + b"anyone")
+_OPEN_ACL_LEN = len(_OPEN_ACL_BYTES)
+
+
+def _create(r: Reader) -> CreateRequest:
+    # fast path: a well-formed create carrying the usual world:anyone ACL
+    buf, p, end = r.buf, r.pos, r.end
+    if end - p >= 12:
+        n = _II.unpack_from(buf, p)[0]
+        q = p + 4 + n
+        if n >= 0 and q + 4 <= end:
+            dn = _II.unpack_from(buf, q)[0]
+            e = q + 4 + max(dn, 0)
+            a = e + _OPEN_ACL_LEN
+            if -1 <= dn <= MAX_FIELD_LEN and a + 4 <= end and buf[e:a] == _OPEN_ACL_BYTES:
+                r.pos = a + 4
+                return CreateRequest(bytes(buf[p + 4 : q]).decode("utf-8", "replace"),
+                                     None if dn < 0 else bytes(buf[q + 4 : e]),
+                                     OPEN_ACL_UNSAFE, _II.unpack_from(buf, a)[0])
+    return CreateRequest(_path(r), r.buffer(), read_acl_list(r), r.int())
 
 
 def _path_version(r: Reader) -> PathVersion:

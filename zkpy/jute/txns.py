@@ -32,7 +32,7 @@ class CreateTxn(NamedTuple):
 
     path: str
     data: bytes | None
-    acl: list[ACL]
+    acl: list[ACL] | tuple[ACL, ...]
     ephemeral: bool
     parent_cversion: int
     kind: int = OpCode.CREATE  # CREATE, CREATE_CONTAINER or CREATE_TTL
@@ -87,11 +87,31 @@ Txn = (
 
 _I = struct.Struct(">i")
 _NULL = _I.pack(-1)
+_CREATE_TAIL = struct.Struct(">?i")  # ephemeral, parentCVersion
 
 
 def _ustr(s: str) -> bytes:
     b = s.encode("utf-8", "surrogatepass")
     return _I.pack(len(b)) + b
+
+
+_ACL_BYTES: dict[tuple[ACL, ...], bytes] = {}
+
+
+def _acl_bytes(acl: list[ACL] | tuple[ACL, ...]) -> bytes:
+    """The encoded ACL vector; cached for the few ACL tuples nearly every znode shares."""
+    if type(acl) is tuple:
+        b = _ACL_BYTES.get(acl)
+        if b is None:
+            w = Writer()
+            write_acl_list(w, acl)
+            b = w.getvalue()
+            if len(_ACL_BYTES) < 1024:
+                _ACL_BYTES[acl] = b
+        return b
+    w = Writer()
+    write_acl_list(w, acl)
+    return w.getvalue()
 
 
 def encode_txn(txn: Txn) -> bytes:
@@ -101,6 +121,11 @@ def encode_txn(txn: Txn) -> bytes:
         d = txn.data  # type: ignore[union-attr]
         return (_ustr(txn.path) + (_NULL if d is None else _I.pack(len(d)) + d)  # type: ignore[union-attr]
                 + _I.pack(txn.version))  # type: ignore[union-attr]
+    if cls is CreateTxn and txn.kind == OpCode.CREATE:  # type: ignore[union-attr]
+        d = txn.data  # type: ignore[union-attr]
+        return (_ustr(txn.path) + (_NULL if d is None else _I.pack(len(d)) + d)  # type: ignore[union-attr]
+                + _acl_bytes(txn.acl)  # type: ignore[union-attr]
+                + _CREATE_TAIL.pack(txn.ephemeral, txn.parent_cversion))  # type: ignore[union-attr]
     if cls is DeleteTxn:
         return _ustr(txn.path)  # type: ignore[union-attr]
     if cls is MultiTxn:
@@ -154,7 +179,6 @@ def decode_txn(type_: int, buf: bytes | memoryview) -> Txn:
     return _read(type_, r)
 
 
-_CREATE_TAIL = struct.Struct(">?i")  # ephemeral, parentCVersion
 _ACL_CACHE: dict[bytes, list[ACL]] = {}
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from zkpy.jute.constants import OpCode
+from zkpy.jute.constants import OP_NAMES
 from zkpy.jute.txns import Txn, decode_txn
 from zkpy.persistence.logscan import FILE_HEADER, Tail, iter_file
 from zkpy.persistence.snapshot import (
@@ -31,10 +31,8 @@ _STAT_NAMES = ("czxid", "mzxid", "ctime", "mtime", "version", "cversion", "avers
 
 
 def _op_name(t: int) -> str:
-    try:
-        return OpCode(t).name.lower()
-    except ValueError:
-        return str(t)
+    name = OP_NAMES.get(t)
+    return str(t) if name is None else name.lower()
 
 
 def _data_json(data: bytes | None) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class ClientConnection(asyncio.Protocol):
         self.established_at = time.time()
         self.received = 0
         self.sent = 0
-        self.last_opcode = "NA"
+        self.last_op_code: int | None = None
         self.last_cxid = -1
         self.last_zxid = -1
         self.last_response = 0.0
@@ -266,9 +266,12 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
         self.connection_lost(None)
 
-    def last_op(self, op: int, zxid: int) -> None:
-        self.last_opcode = _OP_ABBREV.get(op, "UNKNOWN")
-        self.last_zxid = zxid
+    @property
+    def last_opcode(self) -> str:
+        """The last operation as `cons` shows it."""
+        if self.last_op_code is None:
+            return "NA"
+        return _OP_ABBREV.get(self.last_op_code, "UNKNOWN")
 
     # ---- watches (ReadContext) ------------------------------------------------------
     def watch_data(self, path: str) -> None:

@@ -133,9 +133,10 @@ class ZooKeeperServer:
         self.throttled = False
         self._last_appended = self.zxid
         self._flushing = False
+        self._inline_sync_limit = config.inline_sync_us / 1e6
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-fsync")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.on_applied: Callable[[int], None] | None = None  # snapshot trigger hook
+        self.on_applied: Callable[[int], None] | None = None  # snapshot trigger: txns applied
         now = self.now_ms()
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, now)
@@ -393,25 +394,56 @@ class ZooKeeperServer:
         self._append(None, 0, op, 0, txn, type_)
 
     # ---- group commit ---------------------------------------------------------------
+    # One sync covers every txn appended before it.  On a disk whose syncs are cheap
+    # (recent average at most zkpy.inlineSyncMicros) the sync runs on this thread, once
+    # per event-loop iteration after the requests that arrived in it were logged: no
+    # thread hand-off on the reply path.  A slow disk gets the worker thread instead, so
+    # that reads are answered while it syncs; both paths keep the average up to date.
     def _request_flush(self) -> None:
         if self._flushing or self._last_appended <= self._durable:
             return
         loop = self._loop or asyncio.get_event_loop()
         self._flushing = True
-        upto = self._last_appended
         if self.txn_log is None:
-            loop.call_soon(self._synced, upto, None)
+            loop.call_soon(self._synced, self._last_appended, None, 0.0)
+        elif self._sync_cost <= self._inline_sync_limit:
+            loop.call_soon(self._sync_here)
+        else:
+            upto = self._last_appended
+            fut = loop.run_in_executor(self._executor, self._timed_sync)
+            fut.add_done_callback(lambda f: self._sync_done(upto, f))
+
+    def _timed_sync(self) -> float:
+        t = time.perf_counter()
+        self.txn_log.sync()
+        return time.perf_counter() - t
+
+    def _sync_here(self) -> None:
+        upto = self._last_appended
+        try:
+            took = self._timed_sync()
+        except Exception as e:  # noqa: BLE001 - any failure to sync means nothing is durable
+            self._synced(upto, e, 0.0)
             return
-        fut = loop.run_in_executor(self._executor, self.txn_log.sync)
-        fut.add_done_callback(lambda f: self._synced(upto, f.exception()))
+        self._synced(upto, None, took)
+
+    def _sync_done(self, upto: int, fut: Any) -> None:
+        exc = fut.exception()
+        self._synced(upto, exc, 0.0 if exc is not None else fut.result())
 
     _durable = -1
+    _sync_cost = 0.0  # moving average of recent sync times, seconds
 
-    def _synced(self, upto: int, exc: BaseException | None) -> None:
+    def _synced(self, upto: int, exc: BaseException | None, took: float) -> None:
         self._flushing = False
         if exc is not None:
             self._disk_failed(exc)
             return
+        self._sync_cost += (took - self._sync_cost) * 0.25
+        if took * 1000 > self.config.fsync_warning_ms:
+            log.warning("txn log sync took %.0f ms (fsync.warningthresholdms=%d): the disk "
+                        "is slow or shared; writes wait for it", took * 1000,
+                        self.config.fsync_warning_ms)
         self._durable = upto
         if self.zab is not None:
             self.zab.persisted(upto)
@@ -431,8 +463,16 @@ class ZooKeeperServer:
     def commit(self, upto: int) -> None:
         """Apply every queued txn up to zxid upto, in order, and answer its client."""
         q = self.queue
+        n = last = 0
         while q and q[0].hdr.zxid <= upto:
-            self._apply(q.popleft())
+            e = q.popleft()
+            self._apply(e)
+            last = e.hdr.zxid
+            n += 1
+        if n:
+            self.preparer.applied(last)
+            if self.on_applied is not None:
+                self.on_applied(n)
         if self.throttled and len(q) < self.config.global_outstanding_limit // 2:
             self._throttle(False)
         if self.waiting_syncs and not self.is_learner:
@@ -474,10 +514,8 @@ class ZooKeeperServer:
     def _apply(self, e: Entry) -> None:
         hdr = e.hdr
         res, events = self.tree.apply(hdr, e.txn)
-        self.preparer.applied(hdr.zxid)
-        self._deliver(events)
-        if self.on_applied is not None:
-            self.on_applied(hdr.zxid)
+        if events:
+            self._deliver(events)
         sid = hdr.client_id
         if hdr.type == OpCode.CREATE_SESSION:
             if self.is_learner:
@@ -507,7 +545,8 @@ class ZooKeeperServer:
             conn.send(frame(e.xid, hdr.zxid, res.err))
         else:
             conn.send(frame(e.xid, hdr.zxid, 0, write_result_body(item[2], res)))
-        conn.last_op(item[2], hdr.zxid)
+        conn.last_op_code = item[2]
+        conn.last_zxid = hdr.zxid
         if hdr.type == OpCode.CLOSE_SESSION:
             self.local_sessions.pop(sid, None)
             conn.close_after_flush()
@@ -589,11 +628,13 @@ class ZooKeeperServer:
         except KeeperError as e:
             conn.send(frame(xid, tree.last_processed_zxid, e.code))
             self.stats.record(started)
-            conn.last_op(op, tree.last_processed_zxid)
+            conn.last_op_code = op
+            conn.last_zxid = tree.last_processed_zxid
             return
         conn.send(frame(xid, tree.last_processed_zxid, 0, body))
         self.stats.record(started)
-        conn.last_op(op, tree.last_processed_zxid)
+        conn.last_op_code = op
+        conn.last_zxid = tree.last_processed_zxid
 
     # ---- timers ---------------------------------------------------------------------
     def expire_sessions(self) -> None:

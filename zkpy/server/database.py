@@ -58,8 +58,8 @@ class Database:
             self.startup_snapshot = False
             self.snapshot_in_background()
 
-    def _applied(self, zxid: int) -> None:
-        self._since_snapshot += 1
+    def _applied(self, count: int) -> None:
+        self._since_snapshot += count
         if self._since_snapshot >= self._roll_at:
             self.snapshot_in_background()
 

@@ -168,25 +168,21 @@ class Preparer:
         self._undo = None
         return MultiTxn(txns)
 
-    def _check_flags(self, op: int, req: CreateRequest, multi: bool = False) -> CreateMode:
-        try:
-            mode = CreateMode(req.flags)
-        except ValueError:
-            raise KeeperError(Err.MARSHALLINGERROR if multi else Err.BADARGUMENTS) from None
-        return mode
-
     def _create(
         self, op: int, req: CreateRequest, zxid: int, sid: int, auth: Sequence[AuthId]
     ) -> CreateTxn:
-        mode = self._check_flags(op, req)
+        mode = _MODES.get(req.flags)
+        if mode is None:
+            raise KeeperError(Err.BADARGUMENTS)
+        ephemeral, sequential, with_ttl = mode
         ttl = 0
         if op == OpCode.CREATE_TTL:
             if not self.settings.extended_types:
                 raise KeeperError(Err.UNIMPLEMENTED)
-            if not mode.ttl or not (0 < req.ttl <= MAX_TTL):
+            if not with_ttl or not (0 < req.ttl <= MAX_TTL):
                 raise KeeperError(Err.BADARGUMENTS)
             ttl = req.ttl
-        elif mode.ttl:
+        elif with_ttl:
             raise KeeperError(Err.BADARGUMENTS)
         # Like Java, the opcode decides container-ness: createContainer with flags 0-3 makes a
         # container (sequential honoured), create/create2 with flag 4 a plain persistent node.
@@ -199,7 +195,7 @@ class Preparer:
         if parent is None:
             raise KeeperError(Err.NONODE)
         require(parent.acl, Perm.CREATE, auth, self.settings.skip_acl)
-        if mode.sequential:
+        if sequential:
             path += f"{parent.cversion:010d}"
         if path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS)
@@ -218,9 +214,9 @@ class Preparer:
         elif op == OpCode.CREATE_TTL:
             owner, kind = ttl_owner(ttl), OpCode.CREATE_TTL
         else:
-            owner, kind = (sid if mode.ephemeral else 0), OpCode.CREATE
-        self._add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, tuple(acl)))
-        return CreateTxn(path, req.data, acl, mode.ephemeral, new_cv, kind, ttl)
+            owner, kind = (sid if ephemeral else 0), OpCode.CREATE
+        self._add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl))
+        return CreateTxn(path, req.data, acl, ephemeral, new_cv, kind, ttl)
 
     def _delete(self, req: PathVersion, zxid: int, auth: Sequence[AuthId]) -> DeleteTxn:
         path = req.path
@@ -344,6 +340,8 @@ class Preparer:
         return paths
 
 
+# create flags -> (ephemeral, sequential, ttl); flags not listed are BADARGUMENTS
+_MODES = {m.value: (m.ephemeral, m.sequential, m.ttl) for m in CreateMode}
 _CREATE_OPS = (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL)
 
 
