@@ -120,6 +120,8 @@ class ClientConnection(asyncio.Protocol):
         max_len = self.server.config.max_buffer
         server = self.server
         mv = memoryview(buf)
+        if self.state == ESTABLISHED:
+            server.touch(self)
         try:
             while end - pos >= 4 and not self.closed:
                 if self.state == CONNECTING:

@@ -256,17 +256,21 @@ class ZooKeeperServer:
                      OpCode.CREATE_SESSION)
 
     # ---- requests -------------------------------------------------------------------
+    def touch(self, conn: ClientConnection) -> None:
+        """conn's client sent something: its session is alive (called once per read batch)."""
+        if self.is_learner:
+            self.touched[conn.session_id] = conn.timeout
+        else:
+            self.sessions.touch(conn.session_id, self.now_ms())
+
     def request(self, conn: ClientConnection, xid: int, op: int, req: Any, body: bytes = b"") -> None:
         """A decoded request from an established session (body: the raw request record)."""
-        sid = conn.session_id
-        if self.is_learner:
-            self.touched[sid] = conn.timeout
-        else:
-            session = self.sessions.sessions.get(sid)
+        zab = self.zab
+        if zab is None or zab.role == "leader":
+            session = self.sessions.sessions.get(conn.session_id)
             if session is None or session.closing:
                 conn.send(frame(xid, self.tree.last_processed_zxid, Err.SESSIONEXPIRED))
                 return
-            self.sessions.touch(sid, self.now_ms())
         if op == OpCode.AUTH:
             session_requests.authenticate(self.config, conn, req)
             return
@@ -274,11 +278,11 @@ class ZooKeeperServer:
             if conn.pending:
                 conn.pending.append((WAIT_READ, xid, op, req, time.perf_counter()))
             else:
-                self._read(conn, xid, op, req, time.perf_counter())
+                self._read(conn, xid, op, req, 0.0)
             return
         if self.read_only and (op in WRITE_OPS or op == OpCode.SYNC):
             if op == OpCode.CLOSE_SESSION:
-                self.sessions.remove(sid)
+                self.sessions.remove(conn.session_id)
                 conn.send(frame(xid, self.tree.last_processed_zxid, 0))
                 conn.close_after_flush()
             else:
@@ -292,13 +296,13 @@ class ZooKeeperServer:
             if self.is_learner:
                 assert self.zab is not None
                 self.waiting_syncs.append(conn)
-                self.zab.forward(sid, xid, OpCode.SYNC, body, conn.auth_ids)
+                self.zab.forward(conn.session_id, xid, OpCode.SYNC, body, conn.auth_ids)
             else:
                 self.waiting_syncs.append(conn)
         elif conn.pending:
             conn.pending.append((WAIT_READ, xid, op, req, time.perf_counter()))
         else:
-            self._read(conn, xid, op, req, time.perf_counter())
+            self._read(conn, xid, op, req, 0.0)
 
     def _write(self, conn: ClientConnection, xid: int, op: int, req: Any, body: bytes) -> None:
         if self.write_error is not None:
@@ -584,6 +588,7 @@ class ZooKeeperServer:
 
     # ---- reads ----------------------------------------------------------------------
     def _read(self, conn: ClientConnection, xid: int, op: int, req: Any, started: float) -> None:
+        """Answer a read; started is when it was queued, 0.0 for one answered on arrival."""
         tree = self.tree
         skip = self.config.skip_acl
         try:

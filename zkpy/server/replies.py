@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import struct
+
 from zkpy.datatree.tree import ApplyResult
 from zkpy.jute.codec import INT
 from zkpy.jute.constants import XID_NOTIFICATION, KeeperState, OpCode
 from zkpy.jute.records import MULTI_HEADER, REPLY_HEADER
 
-_FRAME_HEADER = INT
+_FRAME_HEADER = struct.Struct(">i" + REPLY_HEADER.format.lstrip(">"))  # length + ReplyHeader
 
 
 def frame(xid: int, zxid: int, err: int, body: bytes = b"") -> bytes:
     """One length-prefixed reply frame."""
-    return _FRAME_HEADER.pack(16 + len(body)) + REPLY_HEADER.pack(xid, zxid, err) + body
+    return _FRAME_HEADER.pack(16 + len(body), xid, zxid, err) + body
 
 
 def notification(event_type: int, path: str, zxid: int = -1) -> bytes:

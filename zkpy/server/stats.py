@@ -23,8 +23,10 @@ class ServerStats:
         self.sent = 0
 
     def record(self, started: float) -> None:
+        """One reply; started: perf_counter() when the request was queued, 0.0 when it was
+        answered as it arrived (no wait: 0 ms, and no clock read)."""
         # Whole milliseconds, as Java records them, so that min <= avg <= max holds.
-        ms = int((time.perf_counter() - started) * 1000.0)
+        ms = int((time.perf_counter() - started) * 1000.0) if started else 0
         if self.count == 0 or ms < self.min:
             self.min = ms
         if ms > self.max:
