@@ -37,6 +37,9 @@ from zkpy.jute.txns import (
 
 TTL_MARKER = 0xFF  # top byte of a TTL node's stored ephemeralOwner
 
+# NamedTuple constructors run Python code; on the hot paths build the tuple directly
+_tuple = tuple.__new__
+
 
 def ttl_owner(ttl: int) -> int:
     """Stored ephemeralOwner of a TTL node (signed long)."""
@@ -261,7 +264,7 @@ class DataTree:
         ws = w.child.trigger(parent_path)
         if ws:
             events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, ws))
-        return ApplyResult(0, path=t.path, stat=node.stat_bytes() if self.replies else None)
+        return _tuple(ApplyResult, (0, t.path, node.stat_bytes() if self.replies else None, None, 0))
 
     def _index_owner(self, path: str, owner: int) -> None:
         if owner == 0:
@@ -323,7 +326,7 @@ class DataTree:
         ws = self.watches.data.trigger(t.path)
         if ws:
             events.append(Event(EventType.NODE_DATA_CHANGED, t.path, ws))
-        return ApplyResult(0, stat=node.stat_bytes() if self.replies else None)
+        return _tuple(ApplyResult, (0, None, node.stat_bytes() if self.replies else None, None, 0))
 
     def _close_session(self, hdr: TxnHeader, txn: Txn, events: list[Event]) -> ApplyResult:
         sid = hdr.client_id

@@ -65,6 +65,9 @@ WRITE_OPS = frozenset({
 # MARSHALLINGERROR (a write still goes through as an error txn) and keeps the connection.
 MALFORMED: Any = object()
 
+# NamedTuple constructors run Python code; on the hot paths build the tuple directly
+_tuple = tuple.__new__
+
 
 class Entry:
     """A txn waiting in the commit queue; conn is the local client that asked for it."""
@@ -360,7 +363,7 @@ class ZooKeeperServer:
 
     def _append(self, conn: Any, xid: int, op: int, sid: int, txn: Txn, type_: int) -> None:
         self.zxid = self._next_zxid()
-        hdr = TxnHeader(sid, xid, self.zxid, int(time.time() * 1000), type_)
+        hdr = _tuple(TxnHeader, (sid, xid, self.zxid, int(time.time() * 1000), type_))
         record = encode_txn(txn)
         if self.txn_log is not None:
             self.txn_log.append(hdr, record)

@@ -4,8 +4,9 @@ Start-up follows Apache ZooKeeper: recover (newest valid snapshot + the log afte
 then write a fresh snapshot so the directory always holds one (Java refuses a data
 dir with logs but no snapshot).  While serving, a snapshot is triggered after
 snapCount/2 + rand(snapCount/2) txns, as the reference randomises it: the log is
-rolled, the node list is copied on the event loop and serialised in a worker thread
-(a fuzzy snapshot: replaying the log over it is idempotent).
+rolled and a forked child process writes the tree as it is at that moment, on another
+core, while the server goes on (without fork: the node list is copied on the event
+loop and serialised in a worker thread, a fuzzy snapshot as Java's).
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import random
+import resource
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from zkpy.datatree.tree import DataTree
 from zkpy.persistence.files import VERSION_DIR, file_name
 from zkpy.persistence.recovery import purge, recover, take_snapshot
-from zkpy.persistence.snapshot import snapshot_items, write_snapshot_items
+from zkpy.persistence.snapshot import snapshot_items, write_snapshot, write_snapshot_items
 from zkpy.persistence.txnlog import TxnLog
 from zkpy.server.config import Config
 
@@ -72,14 +77,18 @@ class Database:
         self.txn_log.roll()
         tree = self.core.tree if self.core is not None else self.tree  # a learner's tree can be replaced
         zxid = tree.last_processed_zxid
-        items = snapshot_items(tree)
-        sessions = dict(tree.sessions)
+        count = len(tree.nodes)
         path = self.snap_dir / file_name("snapshot", zxid)
         self._snapshotting = True
         started = time.monotonic()
-
-        def write() -> None:
-            write_snapshot_items(items, sessions, path, fsync=False)
+        write: Callable[[], None]
+        if hasattr(os, "fork"):
+            pid = _fork_snapshot_writer(tree, path)
+            write = partial(_wait_for_writer, pid)
+        else:
+            items = snapshot_items(tree)
+            sessions = dict(tree.sessions)
+            write = partial(write_snapshot_items, items, sessions, path, False)
 
         def done(fut: Any) -> None:
             self._snapshotting = False
@@ -87,7 +96,7 @@ class Database:
             if exc is not None:
                 log.error("snapshot %s failed: %s", path, exc)
             else:
-                log.info("snapshot %s written (%d znodes, %.2fs)", path.name, len(items),
+                log.info("snapshot %s written (%d znodes, %.2fs)", path.name, count,
                          time.monotonic() - started)
 
         fut = asyncio.get_running_loop().run_in_executor(self._executor, write)
@@ -106,6 +115,46 @@ class Database:
     def close(self) -> None:
         self.stop_snapshots()
         self.txn_log.close()
+
+
+def _fork_snapshot_writer(tree: DataTree, path: Path) -> int:
+    """Fork a child that writes tree to path and exits; returns its pid.
+
+    The child works on a copy-on-write image of the whole process, frozen at the fork:
+    an exact snapshot as of the tree's last applied zxid, serialised on another core
+    while this process goes on serving (a thread would compete for the GIL).  Pages the
+    parent changes meanwhile, and pages the child touches, are copied: memory grows by
+    up to the tree's size while the child runs.
+    """
+    pid = os.fork()
+    if pid != 0:
+        return pid
+    status = 1
+    try:
+        gc.disable()
+        # only the snapshot file matters here: dropping the copies of client sockets lets
+        # the parent's closes take effect at once
+        os.closerange(3, _max_fd())
+        write_snapshot(tree, path, fsync=False)
+        status = 0
+    except BaseException as e:  # noqa: BLE001 - report and leave, whatever it was
+        os.write(2, f"zkpy: snapshot writer for {path} failed: {e!r}\n".encode())
+    finally:
+        os._exit(status)
+
+
+def _max_fd() -> int:
+    try:
+        return max(256, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    except (OSError, ValueError):
+        return 65536
+
+
+def _wait_for_writer(pid: int) -> None:
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise OSError(f"snapshot writer process {pid} exited with status {code}")
 
 
 def open_database(config: Config) -> Database:

@@ -42,6 +42,9 @@ from zkpy.jute.txns import (
     Txn,
 )
 
+# NamedTuple constructors run Python code; on the hot paths build the tuple directly
+_tuple = tuple.__new__
+
 
 @dataclass(slots=True)
 class ChangeRecord:
@@ -90,6 +93,17 @@ class Preparer:
         if n is None:
             return None
         return ChangeRecord(-1, path, True, n.version, n.cversion, n.aversion, n.owner,
+                            len(n.children), n.acl)
+
+    def updated(self, path: str, zxid: int) -> ChangeRecord | None:
+        """A new record of path stamped with zxid, for the caller to change and _add."""
+        rec = self.outstanding.get(path)
+        if rec is not None:
+            return rec.at(zxid) if rec.exists else None
+        n = self.tree.nodes.get(path)
+        if n is None:
+            return None
+        return ChangeRecord(zxid, path, True, n.version, n.cversion, n.aversion, n.owner,
                             len(n.children), n.acl)
 
     def _add(self, rec: ChangeRecord) -> None:
@@ -191,7 +205,7 @@ class Preparer:
             raise KeeperError(Err.BADARGUMENTS)
         acl = fixup_acl(req.acl, auth)
         parent_path, _ = split_path(path)
-        parent = self.record(parent_path)
+        parent = self.updated(parent_path, zxid)
         if parent is None:
             raise KeeperError(Err.NONODE)
         require(parent.acl, Perm.CREATE, auth, self.settings.skip_acl)
@@ -205,10 +219,9 @@ class Preparer:
         if owner != 0 and owner != CONTAINER_EPHEMERAL_OWNER and owner_ttl(owner) is None:
             raise KeeperError(Err.NOCHILDRENFOREPHEMERALS)
         new_cv = parent.cversion + 1
-        new = parent.at(zxid)
-        new.cversion = new_cv
-        new.child_count = parent.child_count + 1
-        self._add(new)
+        parent.cversion = new_cv
+        parent.child_count += 1
+        self._add(parent)
         if op == OpCode.CREATE_CONTAINER:
             owner, kind = CONTAINER_EPHEMERAL_OWNER, OpCode.CREATE_CONTAINER
         elif op == OpCode.CREATE_TTL:
@@ -216,30 +229,28 @@ class Preparer:
         else:
             owner, kind = (sid if ephemeral else 0), OpCode.CREATE
         self._add(ChangeRecord(zxid, path, True, 0, 0, 0, owner, 0, acl))
-        return CreateTxn(path, req.data, acl, ephemeral, new_cv, kind, ttl)
+        return _tuple(CreateTxn, (path, req.data, acl, ephemeral, new_cv, kind, ttl))
 
     def _delete(self, req: PathVersion, zxid: int, auth: Sequence[AuthId]) -> DeleteTxn:
         path = req.path
         if "/" not in path or "\0" in path or path in SYSTEM_PATHS:
             raise KeeperError(Err.BADARGUMENTS)
         parent_path, _ = split_path(path)
-        parent = self.record(parent_path)
+        parent = self.updated(parent_path, zxid)
         if parent is None:
             raise KeeperError(Err.NONODE)
         require(parent.acl, Perm.DELETE, auth, self.settings.skip_acl)
-        node = self.record(path)
+        node = self.updated(path, zxid)
         if node is None:
             raise KeeperError(Err.NONODE)
         if req.version != -1 and req.version != node.version:
             raise KeeperError(Err.BADVERSION)
         if node.child_count > 0:
             raise KeeperError(Err.NOTEMPTY)
-        new = parent.at(zxid)
-        new.child_count = parent.child_count - 1
-        self._add(new)
-        new = node.at(zxid)
-        new.exists = False
-        self._add(new)
+        parent.child_count -= 1
+        self._add(parent)
+        node.exists = False
+        self._add(node)
         return DeleteTxn(path)
 
     def _delete_container(self, req: PathOnly, zxid: int) -> DeleteTxn:
@@ -268,34 +279,30 @@ class Preparer:
         path = req.path
         if path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS)
-        node = self.record(path)
+        node = self.updated(path, zxid)
         if node is None:
             raise KeeperError(Err.NONODE)
         require(node.acl, Perm.WRITE, auth, self.settings.skip_acl)
         if req.version != -1 and req.version != node.version:
             raise KeeperError(Err.BADVERSION)
-        new_version = _wrap_int(node.version + 1)
-        new = node.at(zxid)
-        new.version = new_version
-        self._add(new)
-        return SetDataTxn(path, req.data, new_version)
+        node.version = new_version = _wrap_int(node.version + 1)
+        self._add(node)
+        return _tuple(SetDataTxn, (path, req.data, new_version))
 
     def _set_acl(self, req: SetACLRequest, zxid: int, auth: Sequence[AuthId]) -> SetACLTxn:
         path = req.path
         if path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS)
         acl = fixup_acl(req.acl, auth)
-        node = self.record(path)
+        node = self.updated(path, zxid)
         if node is None:
             raise KeeperError(Err.NONODE)
         require(node.acl, Perm.ADMIN, auth, self.settings.skip_acl)
         if req.version != -1 and req.version != node.aversion:
             raise KeeperError(Err.BADVERSION)
-        new_av = _wrap_int(node.aversion + 1)
-        new = node.at(zxid)
-        new.aversion = new_av
-        new.acl = tuple(acl)
-        self._add(new)
+        node.aversion = new_av = _wrap_int(node.aversion + 1)
+        node.acl = acl
+        self._add(node)
         return SetACLTxn(path, acl, new_av)
 
     def _check(self, req: PathVersion, auth: Sequence[AuthId]) -> CheckVersionTxn:
