@@ -351,7 +351,7 @@ class DataTree:
             return ApplyResult(0, subs=subs)
         for op, sub in t.txns:
             r = self._apply(op, sub, hdr, events)
-            subs.append(r._replace(op=op))
+            subs.append(_tuple(ApplyResult, (r[0], r[1], r[2], r[3], op)))
         return ApplyResult(0, subs=subs)
 
     # ---- misc -----------------------------------------------------------------------

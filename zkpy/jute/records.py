@@ -286,20 +286,22 @@ MULTI_HEADER = struct.Struct(">i?i")  # type, done, err
 def _multi(r: Reader) -> MultiRequest:
     ops: list[MultiOp] = []
     size = MULTI_HEADER.size
+    unpack = MULTI_HEADER.unpack_from
+    buf = r.buf
     while True:
         if r.end - r.pos < size:
             raise JuteError("multi request truncated")
-        op, done, _err = MULTI_HEADER.unpack_from(r.buf, r.pos)
+        op, done, _err = unpack(buf, r.pos)
         r.pos += size
         if done:
             break
         dec = _MULTI_OPS.get(op)  # type: ignore[call-overload]
         if dec is None:
             raise UnknownMultiOp(f"op type {op} not allowed in multi")
-        ops.append(MultiOp(op, dec(r)))
+        ops.append(_tuple(MultiOp, (op, dec(r))))
         if len(ops) > 1 << 20:
             raise JuteError("too many ops in multi")
-    return MultiRequest(ops)
+    return _tuple(MultiRequest, (ops,))
 
 
 def _empty(r: Reader) -> None:

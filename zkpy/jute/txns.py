@@ -87,6 +87,7 @@ Txn = (
 
 _I = struct.Struct(">i")
 _NULL = _I.pack(-1)
+_SUB_TXN = struct.Struct(">ii")  # a multi's sub-txn: type, record length
 _CREATE_TAIL = struct.Struct(">?i")  # ephemeral, parentCVersion
 
 
@@ -132,7 +133,8 @@ def encode_txn(txn: Txn) -> bytes:
         parts = [_I.pack(len(txn.txns))]  # type: ignore[union-attr]
         for t, sub in txn.txns:  # type: ignore[union-attr]
             rec = encode_txn(sub)
-            parts.append(_I.pack(t) + _I.pack(len(rec)) + rec)
+            parts.append(_SUB_TXN.pack(t, len(rec)))
+            parts.append(rec)
         return b"".join(parts)
     w = Writer()
     _write(w, txn)
