@@ -96,10 +96,11 @@ class QuorumStream(asyncio.Protocol):
             self.close()
 
     def send(self, pkt: QuorumPacket, raw: bytes = b"", encoded: bytes | None = None) -> None:
-        """Queue a packet; flush() writes everything queued in one go."""
+        """Queue a packet; everything queued during one event-loop iteration is written
+        together at its end (one write per stream, not one per packet)."""
         if self.transport is not None and not self.closed:
             if not self.out:
-                if not self.out_streams:  # sends outside a batch (forwarded requests) flush soon
+                if not self.out_streams:
                     asyncio.get_running_loop().call_soon(flush_streams)
                 self.out_streams.append(self)
             self.out.append(encoded if encoded is not None else pkt.encode())
@@ -113,6 +114,7 @@ class QuorumStream(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed:
+            self.flush()
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
@@ -526,7 +528,6 @@ class _LeaderGlue:
             elif isinstance(a, A.Abandon):
                 self.peer._finish_role(a.reason)
         core.flush_dirty()
-        flush_streams()
 
 
 class _LearnerGlue:
@@ -618,4 +619,3 @@ class _LearnerGlue:
             elif isinstance(a, A.Abandon):
                 peer._finish_role(a.reason)
         core.flush_dirty()
-        flush_streams()
