@@ -231,6 +231,10 @@ def test_kill_leader_under_write_load_loses_no_acknowledged_write(ens: Ensemble,
     fo = kill_leader_under_load(ens, base, pinned=[followers[0].sid, OBSERVER])
     print(f"\nFAILOVER zkpy ensemble: {fo.summary()}")
     assert fo.elected_s < 10 and fo.first_write_s < 10
+    # the survivors went into the election with the trees they had in memory (no reload),
+    # and the old leader, restarted from disk below, must converge to exactly those
+    for f in followers:
+        log_says(f, "kept the tree")
     assert_contents(ens, followers, base, fo.acked, exact=False)
     # the old leader comes back as a follower and converges to exactly the same tree
     leader.start()

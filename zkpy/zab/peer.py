@@ -16,12 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zkpy.datatree.tree import DataTree
 from zkpy.election.fle import Decided, FastLeaderElection
 from zkpy.election.fle import Send as FleSend
 from zkpy.election.messages import Notification, ServerState
 from zkpy.election.transport import ElectionTransport
 from zkpy.jute.codec import Writer
-from zkpy.jute.txns import TxnHeader
+from zkpy.jute.txns import TxnHeader, decode_txn
 from zkpy.persistence.files import VERSION_DIR, valid_snapshots
 from zkpy.persistence.recovery import recover, take_snapshot
 from zkpy.persistence.txnlog import TxnLog, iter_log
@@ -173,11 +174,10 @@ class QuorumPeer:
 
     async def run(self) -> None:
         await self.start()
+        kept: DataTree | None = None
         try:
             while not self._stopping:
-                tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
-                if not valid_snapshots(self.snap_dir, 1):
-                    take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
+                tree, last_zxid = self._load_tree(kept)
                 accepted, current = load_epochs(self.snap_dir, last_zxid)
                 decided = await self._elect(last_zxid, current, tree)
                 if self._stopping:
@@ -187,9 +187,35 @@ class QuorumPeer:
                 else:
                     reason = await self._follow(decided, tree, last_zxid, accepted, current)
                 log.warning("server %d leaves %s: %s", self.my_id, self.state.name, reason)
-                self._retire_core()
+                role_core = self.core
+                usable = role_core.zab is not None and role_core.write_error is None
+                kept = role_core.tree if usable else None
+                self._retire_core()  # closes the txn log: everything logged is on disk now
         finally:
             await self.stop()
+
+    def _load_tree(self, kept: DataTree | None) -> tuple[DataTree, int]:
+        """The tree to elect with: recovered from disk at start-up; after a role, the tree
+        that role left in memory plus the txns it logged but did not apply (what a
+        recovery from disk would give, without reading a whole snapshot again: Java keeps
+        its database across elections the same way)."""
+        if kept is None:
+            tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
+            if not valid_snapshots(self.snap_dir, 1):
+                take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
+            return tree, last_zxid
+        start = kept.last_processed_zxid
+        kept.replies = False
+        count = 0
+        try:
+            for hdr, rec in iter_log(self.config.data_log_dir / VERSION_DIR, start):
+                kept.apply(hdr, decode_txn(hdr.type, rec))
+                count += 1
+        finally:
+            kept.replies = True
+        log.info("server %d: kept the tree at 0x%x, applied %d more logged txns", self.my_id,
+                 start, count)
+        return kept, kept.last_processed_zxid
 
     async def stop(self) -> None:
         self._stopping = True
