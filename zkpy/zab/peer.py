@@ -442,21 +442,23 @@ class QuorumPeer:
         def on_lost(stream: QuorumStream) -> None:
             self._finish_role("connection to the leader lost")
 
-        # Like the reference's Learner.connectToLeader: at most 5 attempts 100 ms apart, within
-        # initLimit; then back to LOOKING (an election may have named a leader that is gone).
-        deadline = time.monotonic() + (self.config.init_limit or 10) * self.tick / 1000.0
+        # Like the reference's Learner.connectToLeader: give up after about half a second
+        # (5 attempts 100 ms apart there) or initLimit, and go back to LOOKING: an election
+        # may have named a leader that is gone.  The new leader opens its port a moment
+        # after the election, so the first retries come quickly.
+        deadline = time.monotonic() + min(0.5, (self.config.init_limit or 10) * self.tick / 1000.0)
         stream: QuorumStream | None = None
-        tries = 0
+        pause = 0.01
         while stream is None:
             try:
                 _, stream = await asyncio.wait_for(loop.create_connection(
                     lambda: QuorumStream(on_packet, on_lost), leader_spec.host, leader_spec.quorum_port), 5)
             except (TimeoutError, OSError):
-                tries += 1
-                if tries >= 5 or time.monotonic() > deadline or self._stopping:
+                if time.monotonic() + pause > deadline or self._stopping:
                     return f"cannot reach leader {decided.vote.leader} at {leader_spec.host}:" \
                            f"{leader_spec.quorum_port}"
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(pause)
+                pause = min(0.1, pause * 2)
         stream.on_snapshot = on_snapshot
         glue.stream = stream
         glue.run(learner.connected(self.now()))
