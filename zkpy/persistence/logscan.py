@@ -45,6 +45,7 @@ CLEAN = ("eof", "zero", "empty")
 _ZXID = struct.Struct(">q")
 _DIGEST_VERSION = b"\x00\x00\x00\x02"
 _ZERO_CHUNK = bytes(1 << 20)
+_tuple = tuple.__new__
 
 
 class Tail:
@@ -155,7 +156,7 @@ def strip_digest(type_: int, rec: bytes) -> bytes:
 
 
 def split_entry(body: bytes) -> tuple[TxnHeader, bytes]:
-    hdr = TxnHeader(*TXN_HEADER.unpack_from(body, 0))
+    hdr = _tuple(TxnHeader, TXN_HEADER.unpack_from(body, 0))
     return hdr, strip_digest(hdr.type, body[TXN_HEADER.size :])
 
 
@@ -175,15 +176,11 @@ def iter_file(path: Path, tail: Tail | None = None,
 def iter_log(log_dir: Path, from_zxid: int = 0) -> Iterator[tuple[TxnHeader, bytes]]:
     """Every logged txn with zxid > from_zxid, in order.
 
-    Starts with the newest log file whose start zxid <= from_zxid (older files cannot
-    hold anything newer).  Stops, with a warning, at a torn or corrupt entry in any
+    Starts with the file :func:`first_needed` picks.  Stops, with a warning, at a torn or corrupt entry in any
     file but the last: what follows it is not a consistent continuation.
     """
     files = log_files(Path(log_dir))
-    start = 0
-    for i, (z, _p) in enumerate(files):
-        if z <= from_zxid:
-            start = i
+    start = first_needed(files, from_zxid)
     last = -1
     for i in range(start, len(files)):
         path = files[i][1]
@@ -202,6 +199,17 @@ def iter_log(log_dir: Path, from_zxid: int = 0) -> Iterator[tuple[TxnHeader, byt
                         "they do not continue from zxid 0x%x", path, tail.status, tail.offset,
                         tail.detail, len(files) - i - 1, last)
             return
+
+
+def first_needed(files: list[tuple[int, Path]], from_zxid: int) -> int:
+    """Index of the first log file that can hold a txn > from_zxid.
+
+    That is the newest file starting at or before from_zxid + 1: a file's txns all come
+    before the next file's first zxid, so a file followed by one starting at
+    from_zxid + 1 or earlier holds nothing newer (Java starts one file earlier, and
+    after a snapshot at a roll that means walking a whole log of old txns).
+    """
+    return max((i for i, (z, _p) in enumerate(files) if z <= from_zxid + 1), default=0)
 
 
 def follows(last: int, first: int) -> bool:

@@ -24,6 +24,7 @@ from zkpy.persistence.logscan import (
     LOG_MAGIC,
     LOG_VERSION,
     Tail,
+    first_needed,
     follows,
     iter_file,
     iter_log,
@@ -240,14 +241,13 @@ def repair_log(log_dir: Path, from_zxid: int = 0) -> list[str]:
     not continue directly from the last good txn (zxid + 1, or counter 1 of a later
     epoch), they are renamed ``discarded-log.<zxid>`` (kept for the operator, ignored
     by zkpy and Java): replaying them would skip the txns lost in the damage.  Files
-    without any txn are removed.  Only files that can hold txns > from_zxid (from the
-    newest one starting at or before it) are checked.
+    without any txn are removed.  Only files that can hold txns > from_zxid (from
+    :func:`~zkpy.persistence.logscan.first_needed` on) are checked.
     """
     log_dir = Path(log_dir)
     actions: list[str] = []
     files = log_files(log_dir)
-    first = max((i for i, (z, _p) in enumerate(files) if z <= from_zxid), default=0)
-    files = files[first:]
+    files = files[first_needed(files, from_zxid):]
     last_good = -1
     for i, (_z, path) in enumerate(files):
         tail, count, last, size = scan_file(path, from_zxid if from_zxid > 0 else None)

@@ -27,7 +27,7 @@ from typing import Any
 from zkpy.datatree.tree import DataTree
 from zkpy.persistence.files import VERSION_DIR, file_name
 from zkpy.persistence.recovery import purge, recover, take_snapshot
-from zkpy.persistence.snapshot import snapshot_items, write_snapshot, write_snapshot_items
+from zkpy.persistence.snapshot import no_gc, snapshot_items, write_snapshot, write_snapshot_items
 from zkpy.persistence.txnlog import TxnLog
 from zkpy.server.config import Config
 
@@ -160,12 +160,15 @@ def _wait_for_writer(pid: int) -> None:
 def open_database(config: Config) -> Database:
     """Recover the data directory and open the txn log (fails with a clear message)."""
     started = time.monotonic()
-    tree, last = recover(config.data_dir, config.data_log_dir)
-    snap_dir = config.data_dir / VERSION_DIR
-    fresh = not any(snap_dir.glob("snapshot.*"))
-    if fresh:
-        take_snapshot(tree, config.data_dir, fsync=True)  # as Java: a data dir always has one
-    gc.freeze()  # the recovered tree is permanent: keep it out of every future collection
+    # The recovered tree is permanent: frozen out of every future collection before the
+    # GC runs again (its first collection would otherwise walk the million new objects).
+    with no_gc():
+        tree, last = recover(config.data_dir, config.data_log_dir)
+        snap_dir = config.data_dir / VERSION_DIR
+        fresh = not any(snap_dir.glob("snapshot.*"))
+        if fresh:
+            take_snapshot(tree, config.data_dir, fsync=True)  # as Java: a data dir always has one
+        gc.freeze()
     txn_log = TxnLog(config.data_log_dir / VERSION_DIR, config.pre_alloc_size_kb * 1024,
                      config.force_sync)
     db = Database(config, tree, txn_log)
