@@ -163,6 +163,7 @@ class ZooKeeperServer:
         self._loop = loop
 
     def close(self) -> None:
+        self._retired = True  # a sync still scheduled finds nothing to do
         self._executor.shutdown(wait=True)
 
     # ---- handshake ----------------------------------------------------------------
@@ -426,6 +427,8 @@ class ZooKeeperServer:
         return time.perf_counter() - t
 
     def _sync_here(self) -> None:
+        if self._retired:
+            return
         upto = self._last_appended
         try:
             took = self._timed_sync()
@@ -440,9 +443,12 @@ class ZooKeeperServer:
 
     _durable = -1
     _sync_cost = 0.0  # moving average of recent sync times, seconds
+    _retired = False
 
     def _synced(self, upto: int, exc: BaseException | None, took: float) -> None:
         self._flushing = False
+        if self._retired:
+            return
         if exc is not None:
             self._disk_failed(exc)
             return
