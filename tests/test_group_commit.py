@@ -4,6 +4,7 @@ worker thread once the disk is slow, so that a slow disk never stalls reads."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from pathlib import Path
@@ -64,8 +65,13 @@ async def _slow_disk_run(tmp_path: Path, raw: dict[str, str]) -> tuple[int, list
 
 
 @pytest.mark.asyncio
-async def test_slow_disk_moves_syncs_off_the_event_loop(tmp_path: Path) -> None:
-    on_loop, get_times = await _slow_disk_run(tmp_path, _config(tmp_path))
+async def test_slow_disk_moves_syncs_off_the_event_loop(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    raw = _config(tmp_path, **{"fsync.warningthresholdms": "200"})
+    with caplog.at_level(logging.WARNING, logger="zkpy.server"):
+        on_loop, get_times = await _slow_disk_run(tmp_path, raw)
+    slow = [r for r in caplog.records if "txn log sync took" in r.getMessage()]
+    assert len(slow) == 4 and "fsync.warningthresholdms=200" in slow[0].getMessage()
     # the first slow sync ran on the loop (the disk had been fast); after it the average
     # is far over zkpy.inlineSyncMicros and the rest go to the worker thread
     assert on_loop == 1
