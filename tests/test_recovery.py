@@ -222,6 +222,74 @@ def test_torn_log_tail_then_new_appends(tmp_path: Path, caplog: pytest.LogCaptur
     assert_same_tree(tree2, expect)
 
 
+def _base_tree() -> DataTree:
+    """A recovered-looking tree: a few nodes, a quota on /q."""
+    tree = DataTree()
+    zxid = iter(range(1, 100))
+
+    def create(path: str, data: bytes) -> None:
+        parent = tree.nodes[path[: path.rfind("/")] or "/"]
+        tree.apply(TxnHeader(0, 1, next(zxid), 5, OpCode.CREATE),
+                   CreateTxn(path, data, [ACL(31, "world", "anyone")], False, parent.cversion + 1))
+
+    for path in ("/a", "/a/x", "/q", "/zookeeper/quota/q", "/zookeeper/quota/q/zookeeper_limits",
+                 "/zookeeper/quota/q/zookeeper_stats"):
+        create(path, b"count=10,bytes=-1" if path.endswith("limits") else b"d")
+    return tree
+
+
+_DIGEST = ACL(31, "digest", "u:Jq7wMyA/w2Vd5WIDAKdu4OIIFEQ=")
+_REPLAYED_CREATES = [
+    (OpCode.CREATE, CreateTxn("/b", b"data", [ACL(31, "world", "anyone")], False, 7)),
+    (OpCode.CREATE, CreateTxn("/a/y", None, [], False, -1)),  # null data, no ACL, pcv from the parent
+    (OpCode.CREATE, CreateTxn("/a/z", b"", [_DIGEST, ACL(1, "ip", "10.0.0.0/8")], False, 2)),
+    (OpCode.CREATE2, CreateTxn("/a/e", b"e", [_DIGEST], True, 5)),  # ephemeral
+    (OpCode.CREATE, CreateTxn("/a/x", b"again", [], False, 9)),  # exists: only the parent moves
+    (OpCode.CREATE, CreateTxn("/a/x", b"again", [], False, 0)),  # exists, older cversion
+    (OpCode.CREATE, CreateTxn("/nope/c", b"x", [], False, 1)),  # no parent
+    (OpCode.CREATE, CreateTxn("/q/in", b"12345", [], False, 1)),  # under a quota
+    (OpCode.CREATE, CreateTxn("/zookeeper/quota/a", b"", [], False, 1)),
+    (OpCode.CREATE, CreateTxn("/é/ü", b"x", [], False, 1)),
+]
+
+
+@pytest.mark.parametrize("i", range(len(_REPLAYED_CREATES)))
+def test_replay_create_is_apply(i: int) -> None:
+    from zkpy.jute.txns import decode_txn
+    from zkpy.persistence.recovery import replay_create
+
+    t, txn = _REPLAYED_CREATES[i]
+    hdr = TxnHeader(0x7F00000000000001, 3, 50, 1_700_000_000_000, t)
+    rec = encode_txn(txn)
+    fast, slow = _base_tree(), _base_tree()
+    assert replay_create(fast, hdr, rec)
+    slow.apply(hdr, decode_txn(t, rec))
+    slow.last_processed_zxid = fast.last_processed_zxid
+    assert_same_tree(fast, slow)
+    assert fast.quotas.paths == slow.quotas.paths == {"/q"}
+    if txn.path == "/q/in":
+        assert fast.nodes["/zookeeper/quota/q/zookeeper_stats"].data == b"count=2,bytes=6"
+
+
+@pytest.mark.parametrize("damage", ["no pcv", "null path", "null ACL", "bad ACL", "trailing", "short"])
+def test_replay_create_leaves_odd_records_to_apply(damage: str) -> None:
+    from zkpy.persistence.recovery import replay_create
+
+    rec = encode_txn(CreateTxn("/b", b"data", [ACL(31, "world", "anyone")], False, 7))
+    rec = {
+        "no pcv": rec[:-4],  # as logs before 3.5 have it
+        "null path": b"\xff\xff\xff\xff" + rec[6:],
+        "null ACL": rec[:14] + b"\xff\xff\xff\xff" + rec[-5:],
+        "bad ACL": rec[:14] + b"\x00\x00\x00\x01" + rec[-5:],
+        "trailing": rec + b"\x00",
+        "short": rec[:3],
+    }[damage]
+    tree = _base_tree()
+    before = {p: (n.cversion, n.pzxid, sorted(n.children)) for p, n in tree.nodes.items()}
+    assert not replay_create(tree, TxnHeader(1, 1, 50, 5, OpCode.CREATE), rec)
+    assert {p: (n.cversion, n.pzxid, sorted(n.children)) for p, n in tree.nodes.items()} == before
+
+
 def test_take_snapshot_then_recover(tmp_path: Path) -> None:
     live = DataTree()
     txns = workload(2, 100, shadow=live)

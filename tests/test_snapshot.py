@@ -345,6 +345,80 @@ def test_snapshot_without_digest_and_with_39_trailer(tmp_path: Path) -> None:
     assert len(load_snapshot(p).nodes) == len(tree.nodes)
 
 
+# ---- the loader's fast paths ----------------------------------------------------------------
+def test_runs_of_same_sized_records(tmp_path: Path) -> None:
+    """Records of one shape are unpacked as a run; every change of shape ends it."""
+    tree = DataTree()
+    root = tree.nodes["/"]
+    zxid = iter(range(1, 10**6))
+    for parent in ("/p1", "/p22", "/p3"):  # parents of different name lengths, then children
+        tree.nodes[parent] = Znode(b"", OPEN_ACL_UNSAFE, next(zxid), 7)
+        add_child(root, parent[1:])
+        for i in range(40):
+            data = None if 10 <= i < 15 else b"v" * (20 if i < 30 else 21)
+            name = f"c{i:03d}" if i != 25 else "c0025"  # one longer name inside a run
+            z = next(zxid)
+            node = Znode(data, DIGEST_ACL if i % 7 == 0 else OPEN_ACL_UNSAFE, z, 1000 + z,
+                         0x7F00000000000001 if i == 33 else 0)
+            if i % 5 == 0:  # modified nodes: stat values that differ
+                node.mzxid, node.mtime, node.version = z + 100, 5000 + z, 3
+            tree.nodes[f"{parent}/{name}"] = node
+            tree._index_owner(f"{parent}/{name}", node.owner)
+            add_child(tree.nodes[parent], name)
+        tree.nodes[parent].pzxid = next(zxid)
+    p = tmp_path / "snapshot.1"
+    write_snapshot(tree, p, fsync=False)
+    back = load_snapshot(p)
+    tree.last_processed_zxid = 1
+    assert_same_tree(back, tree)
+    leaf = back.nodes["/p22/c001"]
+    assert leaf.mzxid is leaf.czxid and leaf.pzxid is leaf.czxid and leaf.mtime is leaf.ctime
+    assert back.nodes["/p1/c011"].data is None and back.nodes["/p1/c030"].data == b"v" * 21
+
+
+def _raw_snapshot(records: list[tuple[str, bytes | None]]) -> bytes:
+    """A sealed snapshot of the given (path, data) records, in this order (root is "")."""
+    out = bytearray(struct.pack(">iiqii", 0x5A4B534E, 2, -1, 0, 0))
+    for path, data in records:
+        pb = path.encode()
+        out += struct.pack(">i", len(pb)) + pb
+        out += struct.pack(">i", -1) if data is None else struct.pack(">i", len(data)) + data
+        out += struct.pack(">qqqqqiiiqq", -1, 1, 1, 2, 2, 0, 0, 0, 0, 1)
+    out += b"\x00\x00\x00\x01/"
+    out += struct.pack(">q", zlib.adler32(out)) + b"\x00\x00\x00\x01/"
+    return bytes(out)
+
+
+def test_a_child_may_come_before_its_parent_but_needs_one(tmp_path: Path) -> None:
+    p = tmp_path / "snapshot.1"
+    p.write_bytes(_raw_snapshot([("", b""), ("/a/b", b"x"), ("/a", None), ("/a/c", b"y")]))
+    tree = load_snapshot(p)
+    assert tree.nodes["/"].children == {"a"} and tree.nodes["/a"].children == {"b", "c"}
+    p.write_bytes(_raw_snapshot([("", b""), ("/a", b""), ("/b/c", b"x")]))
+    with pytest.raises(SnapshotError, match="unknown parent '/b' of 'c'"):
+        load_snapshot(p)
+    p.write_bytes(_raw_snapshot([("/a", b"")]))
+    with pytest.raises(SnapshotError, match="no root"):
+        load_snapshot(p)
+
+
+def test_big_snapshot_checksummed_in_a_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zkpy.persistence import snapload
+
+    monkeypatch.setattr(snapload, "BACKGROUND_CRC_SIZE", 0)  # every snapshot counts as big
+    raw = bytearray(_SMALL)
+    p = tmp_path / "snapshot.1"
+    p.write_bytes(bytes(raw))
+    assert len(load_snapshot(p).nodes) == len(build_tree(11, 60).nodes)
+    ends = [len(raw) - k for k in (1, 13, 20, 40, 46, 60, 67, 70)]
+    for off in [*range(16, len(raw), 97), *ends]:  # before and after where the thread stops
+        raw[off] ^= 0x10
+        p.write_bytes(bytes(raw))
+        with pytest.raises(SnapshotError):
+            load_snapshot(p)
+        raw[off] ^= 0x10
+
+
 # ---- speed ---------------------------------------------------------------------------------
 def test_200k_nodes_write_and_load_fast(tmp_path: Path) -> None:
     tree = DataTree()

@@ -32,11 +32,12 @@ from zkpy.jute.txns import (
     encode_txn,
 )
 from zkpy.persistence.files import log_files
-from zkpy.persistence.logscan import iter_file, scan_file, strip_digest
+from zkpy.persistence.logscan import first_needed, iter_file, scan_file, strip_digest
 from zkpy.persistence.txnlog import (
     LOG_MAGIC,
     TxnLog,
     iter_log,
+    iter_repaired_log,
     last_logged_zxid,
     repair_log,
     truncate_log,
@@ -154,6 +155,22 @@ def test_roll_names_files_by_first_zxid_and_iter_from(tmp_path: Path) -> None:
     tl.roll()
     tl.close()
     assert len(log_files(tmp_path)) == 3
+
+
+def test_a_file_the_next_one_covers_is_not_read(tmp_path: Path) -> None:
+    txns = sample_txns(30)
+    write_log(tmp_path, txns, roll_at=(10, 20))  # log.1 (1..10), log.b (11..20), log.15 (21..30)
+    files = log_files(tmp_path)
+    assert [first_needed(files, z) for z in (0, 1, 9, 10, 11, 19, 20, 30)] == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert first_needed([], 5) == 0
+    # log.1 holds nothing after zxid 10: damage there is neither read nor repaired
+    first = tmp_path / "log.1"
+    raw = bytearray(first.read_bytes())
+    raw[40] ^= 0xFF
+    first.write_bytes(bytes(raw))
+    assert repair_log(tmp_path, 10) == []
+    assert list(iter_log(tmp_path, 10)) == txns[10:]
+    assert first.read_bytes() == bytes(raw)
 
 
 def test_roll_between_syncs_and_within_one_sync(tmp_path: Path) -> None:
@@ -324,6 +341,31 @@ def test_bit_flip_recovers_consistent_prefix(tmp_path_factory: pytest.TempPathFa
     elif len(got) < 20:
         assert not (d / "log.15").exists()
         assert (d / "discarded-log.15").exists()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_repairing_walk_yields_what_repair_then_iter_does(tmp_path_factory: pytest.TempPathFactory,
+                                                          data: st.DataObject) -> None:
+    one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
+    for d in (one, two):
+        write_log(d, _ONE_FILE[:15], prealloc=4096)
+        write_log(d, _ONE_FILE[15:30], prealloc=4096)
+        write_log(d, _ONE_FILE[30:], prealloc=4096)
+    victim = data.draw(st.sampled_from(["log.1", "log.10", "log.1f"]), label="file")
+    raw = bytearray((one / victim).read_bytes())
+    off = data.draw(st.integers(0, len(raw) - 1), label="offset")
+    raw[off] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    cut = data.draw(st.integers(off + 1, len(raw)), label="cut")
+    for d in (one, two):
+        (d / victim).write_bytes(bytes(raw[:cut]))
+    frm = data.draw(st.sampled_from([0, 5, 15, 16, 29, 40]), label="from")
+    actions: list[str] = []
+    walked = list(iter_repaired_log(one, frm, actions))
+    assert actions == repair_log(two, frm)
+    assert walked == list(iter_log(two, frm))
+    assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
+    assert all((one / p.name).read_bytes() == p.read_bytes() for p in two.iterdir())
 
 
 def test_checksum_mismatch_truncates_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -160,14 +160,20 @@ def split_entry(body: bytes) -> tuple[TxnHeader, bytes]:
     return hdr, strip_digest(hdr.type, body[TXN_HEADER.size :])
 
 
-def iter_file(path: Path, tail: Tail | None = None,
-              skip_upto: int | None = None) -> Iterator[tuple[TxnHeader, bytes]]:
-    """Every good txn of one log file, in file order (those <= skip_upto left out)."""
+def iter_file(path: Path, tail: Tail | None = None, skip_upto: int | None = None,
+              garbage: bool = False) -> Iterator[tuple[TxnHeader, bytes]]:
+    """Every good txn of one log file, in file order (those <= skip_upto left out).
+
+    With garbage, a clean end followed by non-zero bytes is reported as ``garbage``, as
+    :func:`scan_file` does.
+    """
     tail = tail or Tail()
     buf = read_file(path)
     try:
         for _off, body in walk(buf, tail, skip_upto):
             yield split_entry(body)
+        if garbage:
+            _check_garbage(buf, tail)
     finally:
         if isinstance(buf, mmap.mmap):
             buf.close()
@@ -231,6 +237,11 @@ def nonzero_after(buf: bytes | mmap.mmap, offset: int) -> bool:
     return False
 
 
+def _check_garbage(buf: bytes | mmap.mmap, tail: Tail) -> None:
+    if tail.status == "zero" and nonzero_after(buf, tail.offset):
+        tail.set("garbage", tail.offset, "non-zero bytes after the end of the data")
+
+
 def scan_file(path: Path, skip_upto: int | None = None) -> tuple[Tail, int, int, int]:
     """Walk a whole log file: (tail, entry count, last zxid or -1, file size).
 
@@ -248,8 +259,7 @@ def scan_file(path: Path, skip_upto: int | None = None) -> tuple[Tail, int, int,
         if tail.skipped:
             count += tail.skipped
             last = max(last, tail.skipped_last)
-        if tail.status == "zero" and nonzero_after(buf, tail.offset):
-            tail.set("garbage", tail.offset, "non-zero bytes after the end of the data")
+        _check_garbage(buf, tail)
         return tail, count, last, len(buf)
     finally:
         if isinstance(buf, mmap.mmap):

@@ -2,9 +2,10 @@
 
 Recovery: load the newest snapshot that loads (valid = >= 10 bytes ending in ustring
 "/", then CRC-checked; older ones are tried on failure), then replay every logged txn
-with zxid > the snapshot's zxid.  Before reading the log, a torn or corrupt tail is
-cut off (see :func:`zkpy.persistence.txnlog.repair_log`) so that new appends never
-follow garbage.
+with zxid > the snapshot's zxid.  The log is repaired as it is read: a torn or corrupt
+tail is cut off (see :func:`zkpy.persistence.txnlog.repair_log`) so that new appends
+never follow garbage.  Creates, most of a log tail, are replayed straight from their
+records (:func:`replay_create`).
 
 Differences from Java, on purpose:
 
@@ -18,10 +19,14 @@ Differences from Java, on purpose:
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
-from zkpy.datatree.tree import DataTree
-from zkpy.jute.txns import decode_txn
+from zkpy.datatree.tree import DataTree, Znode, intern_acl
+from zkpy.jute.codec import MAX_FIELD_LEN, JuteError, Reader
+from zkpy.jute.constants import OpCode
+from zkpy.jute.records import ACL, read_acl_list
+from zkpy.jute.txns import TxnHeader, decode_txn
 from zkpy.persistence.files import (
     VERSION_DIR,
     PersistenceError,
@@ -32,12 +37,16 @@ from zkpy.persistence.files import (
     valid_snapshots,
 )
 from zkpy.persistence.snapshot import SnapshotError, load_snapshot, write_snapshot
-from zkpy.persistence.txnlog import iter_log, repair_log
+from zkpy.persistence.txnlog import iter_repaired_log
 
 log = logging.getLogger("zkpy.persistence")
 
 MAX_SNAPSHOTS_TRIED = 100  # as Java's FileSnap.deserialize
 MIN_RETAIN = 3  # PurgeTxnLog refuses fewer
+_CREATES = (OpCode.CREATE, OpCode.CREATE2)
+_INT = struct.Struct(">i")
+_CREATE_END = struct.Struct(">?i")  # ephemeral, parentCVersion
+_acl_lists: dict[bytes, tuple[ACL, ...]] = {}  # encoded ACL vector -> interned tuple
 
 
 class RecoveryError(PersistenceError):
@@ -83,7 +92,6 @@ def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]
     snap_dir, txn_dir = version_dirs(data_dir, log_dir)
     try:
         found = load_newest_snapshot(snap_dir)
-        repair_log(txn_dir, found[1] if found else 0)
     except PermissionError as e:
         raise PersistenceError(f"cannot read {e.filename or snap_dir}: {e.strerror}") from e
     if found is None:
@@ -98,8 +106,10 @@ def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]
     count = 0
     tree.replies = False  # nobody reads the Stats of replayed txns
     try:
-        for hdr, rec in iter_log(txn_dir, snap_zxid):
-            tree.apply(hdr, decode_txn(hdr.type, rec))
+        # the log is repaired on the way (a torn tail is cut once the txns before it are read)
+        for hdr, rec in iter_repaired_log(txn_dir, snap_zxid):
+            if hdr.type not in _CREATES or not replay_create(tree, hdr, rec):
+                tree.apply(hdr, decode_txn(hdr.type, rec))
             last = hdr.zxid
             count += 1
     except PermissionError as e:
@@ -109,6 +119,63 @@ def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]
     tree.last_processed_zxid = last
     log.info("recovered to zxid 0x%x (snapshot 0x%x + %d logged txns)", last, snap_zxid, count)
     return tree, last
+
+
+def replay_create(tree: DataTree, hdr: TxnHeader, rec: bytes) -> bool:
+    """Replay a create/create2 record as ``tree.apply(hdr, decode_txn(hdr.type, rec))``
+    does at recovery (a tree without watches, nobody reading the result), straight from
+    the record's bytes: a log tail is mostly creates, and this takes half the time.
+
+    Returns False, having changed nothing, for a record it does not handle (a null or
+    out-of-range field, no parentCVersion as in old logs): apply that one the general way.
+    """
+    end = len(rec) - _CREATE_END.size
+    try:
+        n = _INT.unpack_from(rec, 0)[0]
+        q = 4 + n
+        dn = _INT.unpack_from(rec, q)[0]
+        ephemeral, pcv = _CREATE_END.unpack_from(rec, end)
+    except struct.error:
+        return False
+    a = q + 4 + max(dn, 0)
+    if not 0 <= n <= MAX_FIELD_LEN or not -1 <= dn <= MAX_FIELD_LEN or a + 4 > end:
+        return False
+    acl_bytes = rec[a:end]  # the ACL vector is all that lies between the data and the end
+    acl = _acl_lists.get(acl_bytes)
+    if acl is None:
+        r = Reader(acl_bytes)
+        try:
+            acl_list = read_acl_list(r)
+        except JuteError:
+            return False
+        if acl_list is None or r.remaining():
+            return False
+        acl = intern_acl(acl_list)
+        if len(_acl_lists) < 1024:
+            _acl_lists[acl_bytes] = acl
+    path = rec[4:q].decode("utf-8", "replace")  # as the txn decoder
+    # DataTree._create from here
+    i = path.rfind("/")
+    parent = tree.nodes.get(path[:i] or "/")
+    if parent is None:
+        return True  # NONODE
+    zxid = hdr.zxid
+    if pcv == -1:
+        pcv = parent.cversion + 1
+    if pcv > parent.cversion:
+        parent.cversion = pcv
+        parent.pzxid = zxid
+    name = path[i + 1 :]
+    if name in parent.children:
+        return True  # NODEEXISTS: a replay over a fuzzy snapshot
+    data = None if dn < 0 else rec[q + 4 : a]
+    owner = hdr.client_id if ephemeral else 0
+    tree.nodes[path] = Znode(data, acl, zxid, hdr.time, owner)
+    parent.add_child(name)
+    if owner:
+        tree._index_owner(path, owner)
+    tree.quotas.created(path, len(data) if data else 0)
+    return True
 
 
 def take_snapshot(tree: DataTree, data_dir: Path, fsync: bool = True) -> Path:

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from zkpy.jute.txns import TXN_HEADER, TxnHeader
@@ -41,7 +42,7 @@ _PAD_SLACK = 4096  # extend the file when the write position gets this close to 
 DISCARDED_PREFIX = "discarded-"  # Java must not parse these as logs ("log.<hex>.x" would be)
 
 __all__ = [
-    "TxnLog", "iter_log", "iter_file", "repair_log", "truncate_log", "last_logged_zxid",
+    "TxnLog", "iter_log", "iter_file", "iter_repaired_log", "repair_log", "truncate_log", "last_logged_zxid",
     "scan_file", "LOG_MAGIC",
 ]
 
@@ -244,39 +245,62 @@ def repair_log(log_dir: Path, from_zxid: int = 0) -> list[str]:
     without any txn are removed.  Only files that can hold txns > from_zxid (from
     :func:`~zkpy.persistence.logscan.first_needed` on) are checked.
     """
-    log_dir = Path(log_dir)
     actions: list[str] = []
+    for _txn in iter_repaired_log(log_dir, from_zxid, actions):
+        pass
+    return actions
+
+
+def iter_repaired_log(log_dir: Path, from_zxid: int = 0, actions: list[str] | None = None,
+                      ) -> Iterator[tuple[TxnHeader, bytes]]:
+    """:func:`repair_log` and :func:`~zkpy.persistence.logscan.iter_log` in one walk.
+
+    Yields every good txn with zxid > from_zxid, in order; each file is repaired as
+    repair_log describes once its good txns have been yielded (what was done is
+    appended to actions).  Recovery reads the log this way: one pass, one checksum per
+    entry.
+    """
+    log_dir = Path(log_dir)
+    done: list[str] = []
     files = log_files(log_dir)
     files = files[first_needed(files, from_zxid):]
+    skip = from_zxid if from_zxid > 0 else None
     last_good = -1
     for i, (_z, path) in enumerate(files):
-        tail, count, last, size = scan_file(path, from_zxid if from_zxid > 0 else None)
+        tail = Tail()
+        count = 0
+        for hdr, rec in iter_file(path, tail, skip, garbage=True):
+            count += 1
+            last_good = hdr.zxid
+            yield hdr, rec
+        if tail.skipped:
+            count += tail.skipped
+            last_good = max(last_good, tail.skipped_last)
         if tail.status == "empty" or (tail.clean and count == 0):
             path.unlink()
-            actions.append(f"removed {path.name}: no txns")
+            done.append(f"removed {path.name}: no txns")
             log.info("txn log %s holds no txns; removed it", path)
             continue
-        if count:
-            last_good = last
         if tail.clean:
             continue
         msg = (f"truncated {path.name} at offset {tail.offset} after {count} good txns: "
-               f"{tail.status} entry ({tail.detail}); dropped {size - tail.offset} bytes")
+               f"{tail.status} entry ({tail.detail}); dropped {path.stat().st_size - tail.offset} bytes")
         log.warning("txn log %s: %s", path, msg)
         _cut(path, tail.offset)
-        actions.append(msg)
+        done.append(msg)
         later = files[i + 1 :]
         if later and not follows(last_good, later[0][0]):
             for _lz, lp in later:
                 dest = _discard(lp)
-                actions.append(f"discarded {lp.name} -> {dest.name}")
+                done.append(f"discarded {lp.name} -> {dest.name}")
             log.warning("txn log: %d later file(s) renamed with prefix %r because they do not "
                         "continue from zxid 0x%x: %s", len(later), DISCARDED_PREFIX, last_good,
                         ", ".join(p.name for _, p in later))
             break
-    if actions:
+    if done:
         fsync_dir(log_dir)
-    return actions
+        if actions is not None:
+            actions += done
 
 
 def truncate_log(log_dir: Path, zxid: int) -> None:
