@@ -22,7 +22,8 @@ import logging
 import struct
 from pathlib import Path
 
-from zkpy.datatree.tree import DataTree, Znode, intern_acl
+from zkpy.datatree.quota import QUOTA_ROOT
+from zkpy.datatree.tree import NO_CHILDREN, DataTree, Znode, intern_acl
 from zkpy.jute.codec import MAX_FIELD_LEN, JuteError, Reader
 from zkpy.jute.constants import OpCode
 from zkpy.jute.records import ACL, read_acl_list
@@ -137,7 +138,7 @@ def replay_create(tree: DataTree, hdr: TxnHeader, rec: bytes) -> bool:
         ephemeral, pcv = _CREATE_END.unpack_from(rec, end)
     except struct.error:
         return False
-    a = q + 4 + max(dn, 0)
+    a = q + 4 + (dn if dn > 0 else 0)
     if not 0 <= n <= MAX_FIELD_LEN or not -1 <= dn <= MAX_FIELD_LEN or a + 4 > end:
         return False
     acl_bytes = rec[a:end]  # the ACL vector is all that lies between the data and the end
@@ -156,7 +157,8 @@ def replay_create(tree: DataTree, hdr: TxnHeader, rec: bytes) -> bool:
     path = rec[4:q].decode("utf-8", "replace")  # as the txn decoder
     # DataTree._create from here
     i = path.rfind("/")
-    parent = tree.nodes.get(path[:i] or "/")
+    nodes = tree.nodes
+    parent = nodes.get(path[:i] or "/")
     if parent is None:
         return True  # NONODE
     zxid = hdr.zxid
@@ -166,15 +168,21 @@ def replay_create(tree: DataTree, hdr: TxnHeader, rec: bytes) -> bool:
         parent.cversion = pcv
         parent.pzxid = zxid
     name = path[i + 1 :]
-    if name in parent.children:
+    children = parent.children
+    if name in children:
         return True  # NODEEXISTS: a replay over a fuzzy snapshot
     data = None if dn < 0 else rec[q + 4 : a]
     owner = hdr.client_id if ephemeral else 0
-    tree.nodes[path] = Znode(data, acl, zxid, hdr.time, owner)
-    parent.add_child(name)
+    nodes[path] = Znode(data, acl, zxid, hdr.time, owner)
+    if children is NO_CHILDREN:  # Znode.add_child
+        parent.children = {name}
+    else:
+        children.add(name)  # type: ignore[union-attr]
     if owner:
         tree._index_owner(path, owner)
-    tree.quotas.created(path, len(data) if data else 0)
+    quotas = tree.quotas
+    if quotas.paths or path.startswith(QUOTA_ROOT):
+        quotas.created(path, len(data) if data else 0)
     return True
 
 
