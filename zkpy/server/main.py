@@ -19,6 +19,9 @@ def _install_loop() -> None:
     # The tree is millions of long-lived objects and request handling makes almost no
     # reference cycles: collect the young generation rarely.
     gc.set_threshold(50_000, 50, 100)
+    # A txn-log sync finishing in the worker thread waits for the event loop to let go of
+    # the GIL; by default that can take 5 ms while the loop is busy.
+    sys.setswitchinterval(0.0005)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a declared dependency
