@@ -72,7 +72,7 @@ def walk(buf: bytes | mmap.mmap, tail: Tail, skip_upto: int | None = None) -> It
     """Yield (offset, entry bytes) for every good entry; tail says how it ended.
 
     Entries whose zxid is <= skip_upto are stepped over by their framing alone (no
-    checksum, not yielded): recovery has verified the whole file with repair_log first.
+    checksum, not yielded): a snapshot covers them.
     """
     size = len(buf)
     if size < HEADER_SIZE or buf[:HEADER_SIZE] == bytes(HEADER_SIZE):
