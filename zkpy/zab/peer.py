@@ -10,6 +10,7 @@ what the txn log holds.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from zkpy.jute.codec import Writer
 from zkpy.jute.txns import TxnHeader, decode_txn
 from zkpy.persistence.files import VERSION_DIR, valid_snapshots
 from zkpy.persistence.recovery import recover, take_snapshot
+from zkpy.persistence.snapshot import no_gc
 from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
 from zkpy.server.connection import ClientConnection
@@ -200,9 +202,11 @@ class QuorumPeer:
         recovery from disk would give, without reading a whole snapshot again: Java keeps
         its database across elections the same way)."""
         if kept is None:
-            tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
-            if not valid_snapshots(self.snap_dir, 1):
-                take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
+            with no_gc():  # as open_database: no collection walks the new tree before it is frozen
+                tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
+                if not valid_snapshots(self.snap_dir, 1):
+                    take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
+                gc.freeze()
             return tree, last_zxid
         start = kept.last_processed_zxid
         kept.replies = False
