@@ -1,0 +1,106 @@
+"""CPU cost per request of the server pipeline, in process, without sockets.
+
+    python scripts/pipeline_bench.py set|create|get|multi [--requests N] [--profile]
+
+Feeds pipelined request frames (batches of 16) to one ClientConnection of a
+ZooKeeperServer with a real txn log (forceSync=no: this measures CPU, not the disk) and
+prints microseconds per request; --profile prints cProfile's top entries instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from zkpy.client import requests as rq
+from zkpy.jute.codec import INT, Writer
+from zkpy.jute.records import REQUEST_HEADER
+from zkpy.persistence.txnlog import TxnLog
+from zkpy.server.config import build_config
+from zkpy.server.connection import ClientConnection
+from zkpy.server.core import ZooKeeperServer
+
+BATCH = 16
+
+
+class NullTransport:
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def get_extra_info(self, key: str) -> Any:
+        return ("127.0.0.1", 5555)
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _frame(xid: int, op: int, body: bytes) -> bytes:
+    return INT.pack(8 + len(body)) + REQUEST_HEADER.pack(xid, op) + body
+
+
+def _request(kind: str, i: int) -> tuple[int, bytes]:
+    if kind == "set":
+        return rq.set_data(f"/n{i % 100}", b"y" * 100)
+    if kind == "create":
+        return rq.create("/n1/s-", b"y" * 100, flags=2, with_stat=False)
+    if kind == "multi":
+        return rq.multi([rq.set_data(f"/n{i % 100}", b"y" * 100),
+                         rq.set_data(f"/n{(i + 1) % 100}", b"y" * 100)])
+    return rq.path_watch(4, f"/n{i % 100}", False)  # getData
+
+
+async def run(kind: str, n: int, profile: bool) -> None:
+    d = Path(tempfile.mkdtemp(prefix="zkpy-pipeline-"))
+    server = ZooKeeperServer(build_config({"dataDir": str(d)}), txn_log=TxnLog(d, 64 << 20, False))
+    server.attach(asyncio.get_running_loop())
+    conn = ClientConnection(server)
+    conn.connection_made(NullTransport())  # type: ignore[arg-type]
+    hello = Writer().int(0).long(0).int(30000).long(0).buffer(bytes(16)).bool(False).getvalue()
+    conn.data_received(INT.pack(len(hello)) + hello)
+    await asyncio.sleep(0.01)
+    conn.data_received(b"".join(_frame(k + 1, *rq.create(f"/n{k}", b"x" * 100, with_stat=False))
+                                for k in range(100)))
+    await asyncio.sleep(0.01)
+    frames = [_frame(1000 + i, *_request(kind, i)) for i in range(n)]
+    prof = cProfile.Profile() if profile else None
+    t0 = time.perf_counter()
+    if prof:
+        prof.enable()
+    for i in range(0, n, BATCH):
+        conn.data_received(b"".join(frames[i : i + BATCH]))
+        await asyncio.sleep(0)  # the loop iteration in which the group commit runs
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    if prof:
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
+    took = time.perf_counter() - t0 - 0.01
+    print(f"{kind}: {took / n * 1e6:.1f} us per request ({n / took:,.0f} requests/s)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=["set", "create", "get", "multi"])
+    p.add_argument("--requests", type=int, default=20000)
+    p.add_argument("--profile", action="store_true")
+    a = p.parse_args()
+    asyncio.run(run(a.kind, a.requests, a.profile))
+
+
+if __name__ == "__main__":
+    main()
