@@ -4,7 +4,8 @@
 
 Feeds pipelined request frames (batches of 16) to one ClientConnection of a
 ZooKeeperServer with a real txn log (forceSync=no: this measures CPU, not the disk) and
-prints microseconds per request; --profile prints cProfile's top entries instead.
+prints microseconds per request (every reply is checked for an error); --profile
+prints cProfile's top entries instead.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from zkpy.client import requests as rq
 from zkpy.jute.codec import INT, Writer
-from zkpy.jute.records import REQUEST_HEADER
+from zkpy.jute.records import REPLY_HEADER, REQUEST_HEADER
 from zkpy.persistence.txnlog import TxnLog
 from zkpy.server.config import build_config
 from zkpy.server.connection import ClientConnection
@@ -29,9 +30,18 @@ from zkpy.server.core import ZooKeeperServer
 BATCH = 16
 
 
-class NullTransport:
+class CountingTransport:
+    """Swallows replies, counting them and the ones carrying an error code."""
+
+    def __init__(self) -> None:
+        self.replies = 0
+        self.errors = 0
+
     def writelines(self, data: Any) -> None:
-        pass
+        for frame in data:
+            self.replies += 1
+            if REPLY_HEADER.unpack_from(frame, 4)[2] != 0:
+                self.errors += 1
 
     def write(self, data: bytes) -> None:
         pass
@@ -69,13 +79,15 @@ async def run(kind: str, n: int, profile: bool) -> None:
     server = ZooKeeperServer(build_config({"dataDir": str(d)}), txn_log=TxnLog(d, 64 << 20, False))
     server.attach(asyncio.get_running_loop())
     conn = ClientConnection(server)
-    conn.connection_made(NullTransport())  # type: ignore[arg-type]
+    transport = CountingTransport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
     hello = Writer().int(0).long(0).int(30000).long(0).buffer(bytes(16)).bool(False).getvalue()
     conn.data_received(INT.pack(len(hello)) + hello)
     await asyncio.sleep(0.01)
     conn.data_received(b"".join(_frame(k + 1, *rq.create(f"/n{k}", b"x" * 100, with_stat=False))
                                 for k in range(100)))
     await asyncio.sleep(0.01)
+    before, errors_before = transport.replies, transport.errors  # the handshake is no reply
     frames = [_frame(1000 + i, *_request(kind, i)) for i in range(n)]
     prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
@@ -90,6 +102,9 @@ async def run(kind: str, n: int, profile: bool) -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(20)
     took = time.perf_counter() - t0 - 0.01
+    replies, errors = transport.replies - before, transport.errors - errors_before
+    if replies != n or errors:
+        raise SystemExit(f"{kind}: {replies} replies to {n} requests, {errors} errors")
     print(f"{kind}: {took / n * 1e6:.1f} us per request ({n / took:,.0f} requests/s)")
 
 

@@ -15,3 +15,11 @@ def test_bench_smoke() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     workloads = [line for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(workloads) == 7
+
+
+def test_pipeline_bench_smoke() -> None:
+    for kind in ("set", "create", "get", "multi"):
+        out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pipeline_bench.py"), kind,
+                              "--requests", "320"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert out.stdout.startswith(f"{kind}: ") and "us per request" in out.stdout
