@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 from zkpy.datatree.quota import QUOTA_ROOT
@@ -103,23 +104,33 @@ def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]
                         "zookeeper.snapshot.trust.empty)", snap_dir, txn_dir)
     else:
         tree, snap_zxid = found
-    last = snap_zxid
-    count = 0
-    tree.replies = False  # nobody reads the Stats of replayed txns
     try:
         # the log is repaired on the way (a torn tail is cut once the txns before it are read)
-        for hdr, rec in iter_repaired_log(txn_dir, snap_zxid):
-            if hdr.type not in _CREATES or not replay_create(tree, hdr, rec):
-                tree.apply(hdr, decode_txn(hdr.type, rec))
-            last = hdr.zxid
-            count += 1
+        count, replayed_to = replay(tree, iter_repaired_log(txn_dir, snap_zxid))
     except PermissionError as e:
         raise PersistenceError(f"cannot read {e.filename or txn_dir}: {e.strerror}") from e
-    finally:
-        tree.replies = True
+    last = max(snap_zxid, replayed_to)
     tree.last_processed_zxid = last
     log.info("recovered to zxid 0x%x (snapshot 0x%x + %d logged txns)", last, snap_zxid, count)
     return tree, last
+
+
+def replay(tree: DataTree, txns: Iterable[tuple[TxnHeader, bytes]],
+           direct_creates: bool = True) -> tuple[int, int]:
+    """Apply logged (header, record) txns to tree as recovery does, building no Stats
+    for replies; returns (count, zxid of the last one or -1).  direct_creates: creates
+    take :func:`replay_create` (only for a tree nobody watches)."""
+    count, last = 0, -1
+    tree.replies = False
+    try:
+        for hdr, rec in txns:
+            if not (direct_creates and hdr.type in _CREATES and replay_create(tree, hdr, rec)):
+                tree.apply(hdr, decode_txn(hdr.type, rec))
+            last = hdr.zxid
+            count += 1
+    finally:
+        tree.replies = True
+    return count, last
 
 
 def replay_create(tree: DataTree, hdr: TxnHeader, rec: bytes) -> bool:

@@ -23,9 +23,9 @@ from zkpy.election.fle import Send as FleSend
 from zkpy.election.messages import Notification, ServerState
 from zkpy.election.transport import ElectionTransport
 from zkpy.jute.codec import Writer
-from zkpy.jute.txns import TxnHeader, decode_txn
+from zkpy.jute.txns import TxnHeader
 from zkpy.persistence.files import VERSION_DIR, valid_snapshots
-from zkpy.persistence.recovery import recover, take_snapshot
+from zkpy.persistence.recovery import recover, replay, take_snapshot
 from zkpy.persistence.snapshot import no_gc
 from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
@@ -209,14 +209,9 @@ class QuorumPeer:
                 gc.freeze()
             return tree, last_zxid
         start = kept.last_processed_zxid
-        kept.replies = False
-        count = 0
-        try:
-            for hdr, rec in iter_log(self.config.data_log_dir / VERSION_DIR, start):
-                kept.apply(hdr, decode_txn(hdr.type, rec))
-                count += 1
-        finally:
-            kept.replies = True
+        # the general apply: the kept tree is not promised to be free of watches
+        count, _ = replay(kept, iter_log(self.config.data_log_dir / VERSION_DIR, start),
+                          direct_creates=False)
         log.info("server %d: kept the tree at 0x%x, applied %d more logged txns", self.my_id,
                  start, count)
         return kept, kept.last_processed_zxid
