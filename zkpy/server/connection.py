@@ -268,6 +268,10 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
         self.connection_lost(None)
 
+    def last_op(self, op: int, zxid: int) -> None:
+        self.last_op_code = op  # named for `cons` only when asked (last_opcode)
+        self.last_zxid = zxid
+
     @property
     def last_opcode(self) -> str:
         """The last operation as `cons` shows it."""

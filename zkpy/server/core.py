@@ -558,8 +558,7 @@ class ZooKeeperServer:
             conn.send(frame(e.xid, hdr.zxid, res.err))
         else:
             conn.send(frame(e.xid, hdr.zxid, 0, write_result_body(item[2], res)))
-        conn.last_op_code = item[2]
-        conn.last_zxid = hdr.zxid
+        conn.last_op(item[2], hdr.zxid)
         if hdr.type == OpCode.CLOSE_SESSION:
             self.local_sessions.pop(sid, None)
             conn.close_after_flush()
@@ -642,13 +641,11 @@ class ZooKeeperServer:
         except KeeperError as e:
             conn.send(frame(xid, tree.last_processed_zxid, e.code))
             self.stats.record(started)
-            conn.last_op_code = op
-            conn.last_zxid = tree.last_processed_zxid
+            conn.last_op(op, tree.last_processed_zxid)
             return
         conn.send(frame(xid, tree.last_processed_zxid, 0, body))
         self.stats.record(started)
-        conn.last_op_code = op
-        conn.last_zxid = tree.last_processed_zxid
+        conn.last_op(op, tree.last_processed_zxid)
 
     # ---- timers ---------------------------------------------------------------------
     def expire_sessions(self) -> None:
