@@ -491,11 +491,11 @@ class Simulator(World):
         self.push(self.now + TICK // 2, self.role_tick, sid, role_id)
         self.run_learner(n, n.role.connected(self.now))
 
-    def deliver(self, conn: Conn, dest: int, item: Any) -> None:
+    def deliver(self, conn: Conn, dest: int, items: list[Any]) -> None:
         n = self.nodes[conn.ends[dest]]
         if not conn.open[dest] or n.role_id != conn.role_ids[dest]:
             return
-        if item is FIN:
+        if items[0] is FIN:
             conn.open[dest] = False
             if dest == TO_LEARNER:
                 n.conn = None
@@ -504,19 +504,22 @@ class Simulator(World):
                 n.handles.pop(conn.handle, None)
                 self.run_leader(n, n.role.learner_lost(conn.handle))
             return
-        pkt, raw = item
+        pkts = [pkt for pkt, _raw in items]
         if dest == TO_LEADER:
-            if pkt.type == PacketType.REQUEST and pkt.data and pkt.data[12:16] == SYNC_OP:
-                assert n.core is not None
-                conn.sync_marks.append(len(n.core.tree.applied))
-            self.run_leader(n, n.role.receive(conn.handle, pkt, self.now))
+            for pkt in pkts:
+                if pkt.type == PacketType.REQUEST and pkt.data and pkt.data[12:16] == SYNC_OP:
+                    assert n.core is not None
+                    conn.sync_marks.append(len(n.core.tree.applied))
+            self.run_leader(n, n.role.receive_batch(conn.handle, pkts, self.now))
             return
-        if pkt.type in (PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP):
-            self.log(f"{n.sid} gets {PacketType(pkt.type).name} {hexz(pkt.zxid)}")
-            name = PacketType(pkt.type).name.lower() + "s"
-            setattr(self.stats, name, getattr(self.stats, name) + 1)
+        for pkt in pkts:
+            if pkt.type in (PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP):
+                self.log(f"{n.sid} gets {PacketType(pkt.type).name} {hexz(pkt.zxid)}")
+                name = PacketType(pkt.type).name.lower() + "s"
+                setattr(self.stats, name, getattr(self.stats, name) + 1)
         role_id = n.role_id
-        self.run_learner(n, n.role.receive(pkt, self.now))
+        self.run_learner(n, n.role.receive_batch(pkts, self.now))
+        pkt, raw = items[-1]
         if pkt.type == PacketType.SNAP and n.role_id == role_id:
             assert raw is not None
             self.run_learner(n, n.role.snapshot_arrived(raw, pkt.zxid))
@@ -542,7 +545,7 @@ class Simulator(World):
     def reset(self, conn: Conn) -> None:
         for side in (TO_LEARNER, TO_LEADER):
             if conn.open[side]:
-                self.deliver(conn, side, FIN)
+                self.deliver(conn, side, [FIN])
 
     # -- clients ------------------------------------------------------------------------------
 

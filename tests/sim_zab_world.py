@@ -415,19 +415,28 @@ class World:
         if not self.reachable(conn.ends[1 - dest], conn.ends[dest]):
             self.push(self.now + STALL_POLL, self.pump, conn, dest)
             return
+        # Like one socket read: the packets that have arrived together (a random number
+        # of them, up to 8) go to the receiver as one batch.  A FIN comes alone, and a SNAP
+        # ends its batch (its raw stream follows).
         q.popleft()
+        items = [item]
+        cap = self.rand(1, 8)
+        while (item is not FIN and q and len(items) < cap and q[0][0] <= self.now
+               and q[0][1] is not FIN and item[0].type != PacketType.SNAP):
+            item = q.popleft()[1]
+            items.append(item)
         if q:
             self.push(max(self.now, q[0][0]), self.pump, conn, dest)
         else:
             conn.pumping[dest] = False
-        self.deliver(conn, dest, item)
+        self.deliver(conn, dest, items)
 
     def close_side(self, conn: Conn, side: int) -> None:
         if conn.open[side]:
             conn.open[side] = False
             self.tcp_enqueue(conn, 1 - side, FIN)
 
-    def deliver(self, conn: Conn, dest: int, item: Any) -> None:
+    def deliver(self, conn: Conn, dest: int, items: list[Any]) -> None:
         raise NotImplementedError
 
     # -- the committed history -------------------------------------------------------------------

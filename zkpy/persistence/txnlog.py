@@ -84,9 +84,11 @@ class TxnLog:
     # ---- event-loop side ----------------------------------------------------------
     def append(self, hdr: TxnHeader, record: bytes) -> None:
         """Queue one txn (header + serialized record); durable after the next sync()."""
-        entry = TXN_HEADER.pack(*hdr) + record
+        self.append_entry(hdr.zxid, TXN_HEADER.pack(*hdr) + record)
+
+    def append_entry(self, zxid: int, entry: bytes) -> None:
+        """Queue one txn already serialized as TxnHeader + record (a proposal's payload)."""
         head = CRC_LEN.pack(zlib.adler32(entry), len(entry))
-        zxid = hdr.zxid
         with self._lock:
             pending = self._pending
             if self._roll:

@@ -365,11 +365,11 @@ class ZooKeeperServer:
     def _append(self, conn: Any, xid: int, op: int, sid: int, txn: Txn, type_: int) -> None:
         self.zxid = self._next_zxid()
         hdr = _tuple(TxnHeader, (sid, xid, self.zxid, int(time.time() * 1000), type_))
-        record = encode_txn(txn)
+        entry = TXN_HEADER.pack(*hdr) + encode_txn(txn)
         if self.txn_log is not None:
-            self.txn_log.append(hdr, record)
+            self.txn_log.append_entry(hdr.zxid, entry)
         if self.zab is not None:
-            self.zab.propose(hdr, hdr.encode() + record)
+            self.zab.propose(hdr, entry)
         self._last_appended = self.zxid
         self.queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
         if len(self.queue) >= self.config.global_outstanding_limit and not self.throttled:
@@ -384,10 +384,10 @@ class ZooKeeperServer:
 
     def log_proposal(self, payload: bytes) -> int:
         """Learner: log a txn the leader proposed (TxnHeader + record); returns its zxid."""
-        hdr = TxnHeader(*TXN_HEADER.unpack_from(payload))
+        hdr = _tuple(TxnHeader, TXN_HEADER.unpack_from(payload))
         txn = decode_txn(hdr.type, payload[TXN_HEADER.size:])
         if self.txn_log is not None:
-            self.txn_log.append(hdr, payload[TXN_HEADER.size:])
+            self.txn_log.append_entry(hdr.zxid, payload)
         self.zxid = max(self.zxid, hdr.zxid)
         self._last_appended = self.zxid
         self.queue.append(Entry(None, hdr.cxid, hdr.type, hdr, txn, time.perf_counter()))

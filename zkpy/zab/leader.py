@@ -8,6 +8,7 @@ actions.py).  Each connected learner is identified by a handle chosen by the cal
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -45,6 +46,12 @@ class Phase(Enum):
     SYNCING = "syncing"  # sync packets sent up to NEWLEADER, waiting for its ACK
     WAIT_UPTODATE = "wait-uptodate"  # acked NEWLEADER, leader not established yet
     BROADCAST = "broadcast"
+
+
+_BROADCAST = Phase.BROADCAST
+_SENDING = frozenset((Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST))  # get proposals
+_ACK = int(PacketType.ACK)
+_REQUEST = int(PacketType.REQUEST)
 
 
 @dataclass(slots=True)
@@ -117,24 +124,50 @@ class Leader:
         return []
 
     def receive(self, handle: int, pkt: QuorumPacket, now_ms: int) -> list[Action]:
+        return self.receive_batch(handle, (pkt,), now_ms)
+
+    def receive_batch(self, handle: int, pkts: Sequence[QuorumPacket], now_ms: int) -> list[Action]:
+        """Packets that arrived together from one learner, in order.  The ACKs among them
+        are counted first and committed once, after the batch (or before the next packet
+        that is not an ACK): the same commits as one by one, without a pass per ACK."""
         ls = self.learners.get(handle)
         if ls is None or self.abandoned:
             return []
         ls.last_heard = now_ms
+        out: list[Action] = []
+        acked = False
+        for pkt in pkts:
+            if pkt.type == _ACK and ls.phase is _BROADCAST and not ls.observer:
+                p = self.outstanding.get(pkt.zxid)
+                if p is not None:
+                    p.acks.add(ls.sid)
+                    acked = True
+                continue
+            if acked:
+                out += self._try_commit()
+                acked = False
+            out += self._receive_one(ls, pkt)
+            if self.abandoned:
+                return out
+        if acked:
+            out += self._try_commit()
+        return out
+
+    def _receive_one(self, ls: LearnerState, pkt: QuorumPacket) -> list[Action]:
         t = pkt.type
+        if t == _REQUEST:
+            return self._on_request(ls, pkt)
         if t in (PacketType.FOLLOWERINFO, PacketType.OBSERVERINFO):
             return self._on_info(ls, pkt)
         if t == PacketType.ACKEPOCH:
             return self._on_ackepoch(ls, pkt)
         if t == PacketType.ACK:
             return self._on_ack(ls, pkt.zxid)
-        if t == PacketType.REQUEST:
-            return self._on_request(ls, pkt)
         if t == PacketType.PING:
             return self._on_ping(ls, pkt)
         if t == PacketType.REVALIDATE:
             r = Reader(pkt.data or b"")
-            return [Revalidate(handle, r.long(), r.int())]
+            return [Revalidate(ls.handle, r.long(), r.int())]
         return []
 
     # ---- discovery --------------------------------------------------------------
@@ -289,7 +322,7 @@ class Leader:
         out: list[Action] = []
         pkt = QuorumPacket(PacketType.PROPOSAL, zxid, payload)  # one object: encoded once by the caller
         for ls in self.learners.values():
-            if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST) and not ls.observer:
+            if ls.phase in _SENDING and not ls.observer:
                 out.append(Send(ls.handle, pkt))
         return out
 
@@ -313,7 +346,7 @@ class Leader:
             commit = QuorumPacket(PacketType.COMMIT, z)
             inform: QuorumPacket | None = None
             for ls in self.learners.values():
-                if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST):
+                if ls.phase in _SENDING:
                     if ls.observer:
                         inform = inform or QuorumPacket(PacketType.INFORM, z, p.payload)
                         out.append(Send(ls.handle, inform))
@@ -364,7 +397,7 @@ class Leader:
         if now_ms >= self.next_ping:
             self.next_ping = now_ms + self.tick_ms // 2
             for ls in self.learners.values():
-                if ls.phase in (Phase.SYNCING, Phase.WAIT_UPTODATE, Phase.BROADCAST):
+                if ls.phase in _SENDING:
                     out.append(self._send(ls.handle, PacketType.PING, self.last_proposed))
         return out
 

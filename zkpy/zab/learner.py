@@ -9,6 +9,7 @@ action lists returned here.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from enum import Enum
 
 from zkpy.jute.codec import Reader
@@ -31,12 +32,17 @@ from zkpy.zab.actions import (
 from zkpy.zab.packets import PacketType, QuorumPacket, learner_info
 
 LEADER = 0  # the handle of the leader connection in Send actions
+_PROPOSAL = int(PacketType.PROPOSAL)
+_COMMIT = int(PacketType.COMMIT)
 
 
 class Stage(Enum):
     DISCOVERY = "discovery"
     SYNC = "sync"
     BROADCAST = "broadcast"
+
+
+_BROADCAST = Stage.BROADCAST
 
 
 class Learner:
@@ -79,9 +85,46 @@ class Learner:
         return [self._send(kind, self.accepted_epoch << 32, learner_info(self.my_id))]
 
     def receive(self, pkt: QuorumPacket, now_ms: int) -> list[Action]:
+        return self.receive_batch((pkt,), now_ms)
+
+    def receive_batch(self, pkts: Sequence[QuorumPacket], now_ms: int) -> list[Action]:
+        """Packets that arrived together, in order.  In broadcast, the PROPOSALs among them
+        are logged by one LogTxns and the COMMITs applied by one Commit, flushed before
+        any other packet: logging a later proposal before applying an earlier commit
+        changes nothing (a commit applies only what is logged at or below its zxid)."""
         if self.abandoned:
             return []
         self.last_heard = now_ms
+        out: list[Action] = []
+        logged: list[bytes] = []
+        commit = -1
+        for pkt in pkts:
+            t = pkt.type
+            if self.stage is _BROADCAST:
+                if t == _PROPOSAL:
+                    self.last_logged = pkt.zxid
+                    self.unacked.append(pkt.zxid)
+                    logged.append(pkt.data or b"")
+                    continue
+                if t == _COMMIT:
+                    commit = pkt.zxid
+                    continue
+            if logged:
+                out.append(LogTxns(tuple(logged)))
+                logged = []
+            if commit >= 0:
+                out.append(Commit(commit))
+                commit = -1
+            out += self._receive_one(pkt)
+            if self.abandoned:
+                return out
+        if logged:
+            out.append(LogTxns(tuple(logged)))
+        if commit >= 0:
+            out.append(Commit(commit))
+        return out
+
+    def _receive_one(self, pkt: QuorumPacket) -> list[Action]:
         t = pkt.type
         if self.stage == Stage.DISCOVERY:
             if t == PacketType.LEADERINFO:

@@ -15,6 +15,8 @@ from typing import NamedTuple
 from zkpy.jute.codec import JuteError, Reader, Writer
 
 _HDR = struct.Struct(">iqi")  # type, zxid, data length
+_BARE = struct.Struct(">iqii")  # type, zxid, no data (-1), no authinfo (-1)
+_NO_AUTH = b"\xff\xff\xff\xff"
 MAX_PACKET_DATA = 64 * 1024 * 1024
 
 
@@ -41,6 +43,8 @@ class PacketType(IntEnum):
 
 
 PROTOCOL_VERSION = 0x10000
+_SNAP = int(PacketType.SNAP)
+_tuple = tuple.__new__  # a NamedTuple without its __new__ wrapper (packets are hot)
 
 
 class QuorumPacket(NamedTuple):
@@ -50,13 +54,14 @@ class QuorumPacket(NamedTuple):
     auth: tuple[tuple[str, str], ...] | None = None
 
     def encode(self) -> bytes:
-        w = Writer().int(self.type).long(self.zxid).buffer(self.data)
-        if self.auth is None:
-            w.int(-1)
-        else:
-            w.int(len(self.auth))
-            for scheme, ident in self.auth:
-                w.ustring(scheme).ustring(ident)
+        data, auth = self.data, self.auth
+        if auth is None:  # every broadcast packet: one struct, no Writer
+            if data is None:
+                return _BARE.pack(self.type, self.zxid, -1, -1)
+            return b"".join((_HDR.pack(self.type, self.zxid, len(data)), data, _NO_AUTH))
+        w = Writer().int(self.type).long(self.zxid).buffer(data).int(len(auth))
+        for scheme, ident in auth:
+            w.ustring(scheme).ustring(ident)
         return w.getvalue()
 
 
@@ -104,6 +109,9 @@ class PacketReader:
         if len(buf) < pos + 4:
             return None
         data = None if n == -1 else bytes(buf[16:pos])
+        if buf[pos:pos + 4] == _NO_AUTH:  # no authinfo: the common case, no Reader
+            del buf[: pos + 4]
+            return _tuple(QuorumPacket, (type_, zxid, data, None))
         r = Reader(buf, pos)
         try:
             count = r.int()
@@ -120,6 +128,16 @@ class PacketReader:
             raise
         del buf[: r.pos]
         return QuorumPacket(type_, zxid, data, tuple(auth) if auth is not None else None)
+
+    def drain(self) -> list[QuorumPacket]:
+        """Every complete packet buffered, up to and including a SNAP (whose raw stream
+        follows and is not a packet)."""
+        out = []
+        while (pkt := self.next()) is not None:
+            out.append(pkt)
+            if pkt.type == _SNAP:
+                break
+        return out
 
     def take_raw(self, n: int) -> bytes | None:
         """n raw bytes (the snapshot stream after SNAP), or None if not all arrived."""

@@ -49,6 +49,7 @@ def read_myid(data_dir: Path) -> int:
         raise RuntimeError(f"{data_dir / 'myid'} must hold this server's id (server.N): {e}") from None
 
 
+_SYNC_TYPES = (int(PacketType.DIFF), int(PacketType.TRUNC))
 _PENDING_STREAMS: list[QuorumStream] = []  # streams with queued packets, flushed after each batch
 
 
@@ -58,12 +59,13 @@ def flush_streams() -> None:
 
 
 class QuorumStream(asyncio.Protocol):
-    """One quorum-port TCP connection; hands complete packets to `on_packet`."""
+    """One quorum-port TCP connection; hands the complete packets of each read to
+    `on_packets` together (a list, in order)."""
 
-    def __init__(self, on_packet: Callable[[QuorumStream, QuorumPacket], None],
+    def __init__(self, on_packets: Callable[[QuorumStream, list[QuorumPacket]], None],
                  on_lost: Callable[[QuorumStream], None]) -> None:
         self.reader = PacketReader()
-        self.on_packet = on_packet
+        self.on_packets = on_packets
         self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.handle = 0
@@ -90,10 +92,10 @@ class QuorumStream(asyncio.Protocol):
                     zxid, self.snap_zxid, self.scanner = self.snap_zxid, None, None
                     self.on_snapshot(stream or b"", zxid)
                     continue
-                pkt = self.reader.next()
-                if pkt is None:
+                pkts = self.reader.drain()
+                if not pkts:
                     return
-                self.on_packet(self, pkt)
+                self.on_packets(self, pkts)
         except Exception as e:  # a peer sending garbage must not take the server down
             log.warning("dropping quorum connection: %s", e)
             self.close()
@@ -356,15 +358,15 @@ class QuorumPeer:
         streams: dict[int, QuorumStream] = {}
         next_handle = [1]
 
-        def on_packet(stream: QuorumStream, pkt: QuorumPacket) -> None:
-            glue.run(leader.receive(stream.handle, pkt, self.now()))
+        def on_packets(stream: QuorumStream, pkts: list[QuorumPacket]) -> None:
+            glue.run(leader.receive_batch(stream.handle, pkts, self.now()))
 
         def on_lost(stream: QuorumStream) -> None:
             streams.pop(stream.handle, None)
             glue.run(leader.learner_lost(stream.handle))
 
         def factory() -> QuorumStream:
-            s = QuorumStream(on_packet, on_lost)
+            s = QuorumStream(on_packets, on_lost)
             s.handle = next_handle[0]
             next_handle[0] += 1
             streams[s.handle] = s
@@ -425,15 +427,18 @@ class QuorumPeer:
         core = self._new_core(tree, glue)
         glue.core = core
 
-        def on_packet(stream: QuorumStream, pkt: QuorumPacket) -> None:
-            if pkt.type in (PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP) and \
-                    learner.sync_mode is None:
-                log.info("server %d: leader %d syncs us by %s to 0x%x", self.my_id,
-                         decided.vote.leader, PacketType(pkt.type).name, pkt.zxid)
-            if pkt.type == PacketType.SNAP:
-                stream.snap_zxid = pkt.zxid
+        def on_packets(stream: QuorumStream, pkts: list[QuorumPacket]) -> None:
+            if learner.sync_mode is None:
+                for pkt in pkts:
+                    if pkt.type in (PacketType.DIFF, PacketType.TRUNC, PacketType.SNAP):
+                        log.info("server %d: leader %d syncs us by %s to 0x%x", self.my_id,
+                                 decided.vote.leader, PacketType(pkt.type).name, pkt.zxid)
+                        break
+            last = pkts[-1]  # a SNAP packet ends its batch: its raw stream follows
+            if last.type == PacketType.SNAP:
+                stream.snap_zxid = last.zxid
                 stream.scanner = SnapScanner()
-            glue.run(learner.receive(pkt, self.now()))
+            glue.run(learner.receive_batch(pkts, self.now()))
 
         def on_snapshot(stream_bytes: bytes, zxid: int) -> None:
             glue.run(learner.snapshot_arrived(stream_bytes, zxid))
@@ -451,7 +456,7 @@ class QuorumPeer:
         while stream is None:
             try:
                 _, stream = await asyncio.wait_for(loop.create_connection(
-                    lambda: QuorumStream(on_packet, on_lost), leader_spec.host, leader_spec.quorum_port), 5)
+                    lambda: QuorumStream(on_packets, on_lost), leader_spec.host, leader_spec.quorum_port), 5)
             except (TimeoutError, OSError):
                 if time.monotonic() + pause > deadline or self._stopping:
                     return f"cannot reach leader {decided.vote.leader} at {leader_spec.host}:" \
@@ -514,25 +519,32 @@ class _LeaderGlue:
         core = self.core
         assert core is not None
         encoded: dict[int, bytes] = {}
+        commit = -1  # consecutive commits are applied together, before any other action
         for a in actions:
-            if isinstance(a, A.Send):
+            if type(a) is A.Send:
                 s = self.streams.get(a.to)
                 if s is not None:
-                    if a.packet.type in (PacketType.DIFF, PacketType.TRUNC):
-                        self._log_sync(a.to, PacketType(a.packet.type).name, a.packet.zxid)
-                    key = id(a.packet)  # a proposal or commit is one object for every learner
+                    pkt = a.packet
+                    if pkt.type in _SYNC_TYPES:
+                        self._log_sync(a.to, PacketType(pkt.type).name, pkt.zxid)
+                    key = id(pkt)  # a proposal or commit is one object for every learner
                     enc = encoded.get(key)
                     if enc is None:
-                        enc = encoded[key] = a.packet.encode()
-                    s.send(a.packet, encoded=enc)
-            elif isinstance(a, A.SendSnapshot):
+                        enc = encoded[key] = pkt.encode()
+                    s.send(pkt, encoded=enc)
+                continue
+            if type(a) is A.Commit:
+                commit = a.zxid
+                continue
+            if commit >= 0:
+                core.commit(commit)
+                commit = -1
+            if isinstance(a, A.SendSnapshot):
                 s = self.streams.get(a.to)
                 if s is not None:
                     zxid = core.tree.last_processed_zxid
                     self._log_sync(a.to, "SNAP", zxid)
                     s.send(QuorumPacket(PacketType.SNAP, zxid), encode_snap_stream(core.tree))
-            elif isinstance(a, A.Commit):
-                core.commit(a.zxid)
             elif isinstance(a, A.PersistAcceptedEpoch):
                 write_epoch(self.peer.snap_dir, "acceptedEpoch", a.epoch)
             elif isinstance(a, A.PersistCurrentEpoch):
@@ -554,6 +566,8 @@ class _LeaderGlue:
                     core.sessions.touch(sid, now)
             elif isinstance(a, A.Abandon):
                 self.peer._finish_role(a.reason)
+        if commit >= 0:
+            core.commit(commit)
         core.flush_dirty()
 
 
