@@ -16,9 +16,10 @@ from zkpy.server.config import build_config
 from zkpy.server.standalone import StandaloneServer
 
 
-async def _run(tmp_path: Path) -> None:
+async def _run(tmp_path: Path, inline_sync_us: str) -> None:
     cfg = build_config({"dataDir": str(tmp_path / "data"), "clientPort": "0",
-                        "clientPortAddress": "127.0.0.1", "tickTime": "2000"})
+                        "clientPortAddress": "127.0.0.1", "tickTime": "2000",
+                        "zkpy.inlineSyncMicros": inline_sync_us})
     server = StandaloneServer(cfg)
     await server.start()
     try:
@@ -59,5 +60,6 @@ async def _run(tmp_path: Path) -> None:
     assert "/refused" not in tree.nodes
 
 
-def test_failed_fsync_stops_writes_without_acknowledging(tmp_path: Path) -> None:
-    asyncio.run(_run(tmp_path))
+@pytest.mark.parametrize("inline_sync_us", ["500", "0"], ids=["loop-or-thread", "sync-thread"])
+def test_failed_fsync_stops_writes_without_acknowledging(tmp_path: Path, inline_sync_us: str) -> None:
+    asyncio.run(_run(tmp_path, inline_sync_us))

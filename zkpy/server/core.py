@@ -18,7 +18,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from zkpy.datatree.tree import DataTree, Event, owner_ttl
@@ -51,6 +50,7 @@ from zkpy.server.prepare import Preparer, Settings
 from zkpy.server.replies import frame, notification, ustring, write_result_body
 from zkpy.server.sessions import SessionTracker, session_password
 from zkpy.server.stats import ServerStats
+from zkpy.server.syncthread import SyncThread
 
 if TYPE_CHECKING:
     from zkpy.server.connection import ClientConnection
@@ -136,8 +136,9 @@ class ZooKeeperServer:
         self.throttled = False
         self._last_appended = self.zxid
         self._flushing = False
-        self._inline_sync_limit = config.inline_sync_us / 1e6
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-fsync")
+        # seconds; 0 (zkpy.inlineSyncMicros=0) means always the thread, even after free syncs
+        self._inline_sync_limit = config.inline_sync_us / 1e6 if config.inline_sync_us > 0 else -1.0
+        self._sync_thread = SyncThread(self._timed_sync, self._synced)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_applied: Callable[[int], None] | None = None  # snapshot trigger: txns applied
         now = self.now_ms()
@@ -164,7 +165,7 @@ class ZooKeeperServer:
 
     def close(self) -> None:
         self._retired = True  # a sync still scheduled finds nothing to do
-        self._executor.shutdown(wait=True)
+        self._sync_thread.close()
 
     # ---- handshake ----------------------------------------------------------------
     def negotiate_timeout(self, requested: int) -> int:
@@ -417,9 +418,7 @@ class ZooKeeperServer:
         elif self._sync_cost <= self._inline_sync_limit:
             loop.call_soon(self._sync_here)
         else:
-            upto = self._last_appended
-            fut = loop.run_in_executor(self._executor, self._timed_sync)
-            fut.add_done_callback(lambda f: self._sync_done(upto, f))
+            self._sync_thread.request(loop, self._last_appended)
 
     def _timed_sync(self) -> float:
         t = time.perf_counter()
@@ -436,10 +435,6 @@ class ZooKeeperServer:
             self._synced(upto, e, 0.0)
             return
         self._synced(upto, None, took)
-
-    def _sync_done(self, upto: int, fut: Any) -> None:
-        exc = fut.exception()
-        self._synced(upto, exc, 0.0 if exc is not None else fut.result())
 
     _durable = -1
     _sync_cost = 0.0  # moving average of recent sync times, seconds
