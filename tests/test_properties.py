@@ -40,6 +40,7 @@ from zkpy.jute.txns import (
     encode_txn,
 )
 from zkpy.server.prepare import Preparer, Settings
+from zkpy.zab.packets import PacketReader, PacketType, QuorumPacket
 
 texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 blobs = st.none() | st.binary(max_size=64)
@@ -251,3 +252,26 @@ def test_prepare_and_apply_match_the_model(seq: list[tuple]) -> None:  # type: i
         assert (n.data, n.version, n.owner == 7) == (data, version, eph), p
         assert len(n.children) == sum(1 for q in model.nodes if Model.parent(q) == p)
     assert prep.outstanding == {}
+
+
+quorum_packets = st.builds(
+    QuorumPacket, st.integers(1, 19), longs, blobs,
+    st.none() | st.lists(st.tuples(texts, texts), max_size=3).map(tuple),
+)
+
+
+@given(st.lists(quorum_packets, max_size=8), st.lists(st.integers(0, 200), max_size=6))
+def test_quorum_packet_stream_round_trip(pkts: list[QuorumPacket], cuts: list[int]) -> None:
+    """However TCP splits a packet stream, the reader gives back the packets sent, in
+    order (each batch ends early only after a SNAP, whose raw stream would follow)."""
+    stream = b"".join(p.encode() for p in pkts)
+    reader = PacketReader()
+    got: list[QuorumPacket] = []
+    pos = 0
+    for cut in sorted(cuts) + [len(stream)]:
+        reader.feed(stream[pos:max(pos, cut)])
+        pos = max(pos, cut)
+        while batch := reader.drain():
+            assert all(p.type != PacketType.SNAP for p in batch[:-1])
+            got += batch
+    assert got == pkts and not reader.buf

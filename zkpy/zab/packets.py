@@ -15,8 +15,8 @@ from typing import NamedTuple
 from zkpy.jute.codec import JuteError, Reader, Writer
 
 _HDR = struct.Struct(">iqi")  # type, zxid, data length
-_BARE = struct.Struct(">iqii")  # type, zxid, no data (-1), no authinfo (-1)
-_NO_AUTH = b"\xff\xff\xff\xff"
+_NO_AUTH = b"\xff\xff\xff\xff"  # authinfo: null
+_EMPTY_AUTH = bytes(4)  # authinfo: an empty vector
 MAX_PACKET_DATA = 64 * 1024 * 1024
 
 
@@ -55,10 +55,11 @@ class QuorumPacket(NamedTuple):
 
     def encode(self) -> bytes:
         data, auth = self.data, self.auth
-        if auth is None:  # every broadcast packet: one struct, no Writer
+        if not auth:  # every broadcast packet, and requests of unauthenticated sessions
+            tail = _NO_AUTH if auth is None else _EMPTY_AUTH
             if data is None:
-                return _BARE.pack(self.type, self.zxid, -1, -1)
-            return b"".join((_HDR.pack(self.type, self.zxid, len(data)), data, _NO_AUTH))
+                return _HDR.pack(self.type, self.zxid, -1) + tail
+            return b"".join((_HDR.pack(self.type, self.zxid, len(data)), data, tail))
         w = Writer().int(self.type).long(self.zxid).buffer(data).int(len(auth))
         for scheme, ident in auth:
             w.ustring(scheme).ustring(ident)
@@ -109,9 +110,10 @@ class PacketReader:
         if len(buf) < pos + 4:
             return None
         data = None if n == -1 else bytes(buf[16:pos])
-        if buf[pos:pos + 4] == _NO_AUTH:  # no authinfo: the common case, no Reader
+        tail = buf[pos:pos + 4]
+        if tail == _NO_AUTH or tail == _EMPTY_AUTH:  # the common cases, without a Reader
             del buf[: pos + 4]
-            return _tuple(QuorumPacket, (type_, zxid, data, None))
+            return _tuple(QuorumPacket, (type_, zxid, data, None if tail == _NO_AUTH else ()))
         r = Reader(buf, pos)
         try:
             count = r.int()
