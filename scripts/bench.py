@@ -457,6 +457,7 @@ class Server:
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
+                print(f"{self.kind} did not stop within 30 s of SIGTERM; killed", file=sys.stderr)
                 self.proc.kill()
                 self.proc.wait()
 
@@ -588,7 +589,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
                 table[("large-tree", "create_s", kind)] = [res.seconds]
                 table[("large-tree", "rss_mb", kind)] = [s.rss_mb()]
                 table[("large-tree", "datadir_mb", kind)] = [_du_mb(root / kind)]
-                s.stop()
+                t0 = time.perf_counter()
+                s.stop()  # SIGTERM; zkpy writes its shutdown snapshot here
+                table[("large-tree", "stop_s", kind)] = [time.perf_counter() - t0]
                 table[("large-tree", "restart_s", kind)] = [s.start()]
     finally:
         for s in servers.values():
@@ -646,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--hosts", default="127.0.0.1:2181")
         else:
             sp.add_argument("--rounds", type=int, default=3)
-            sp.add_argument("--large", action="store_true", help="also large-tree, RSS and restart")
+            sp.add_argument("--large", action="store_true", help="also large-tree, RSS, stop and restart")
             sp.add_argument("--ensemble", action="store_true",
                             help="3-server pseudo-clusters instead of standalone servers (adds failover)")
     sm = sub.add_parser("smoke")

@@ -33,7 +33,7 @@ KNOWN_KEYS = {
     "admin.serverAddress", "fsync.warningthresholdms", "digest.enabled", "clientPortListenBacklog",
     "txnLogSizeLimitInKb", "snapshot.trust.empty", "db.autocreate", "jute.maxbuffer.extrasize",
     "nio.sessionlessCnxnTimeout", "syncEnabled", "cnxTimeout", "leaderServes",
-    "zkpy.inlineSyncMicros",
+    "zkpy.inlineSyncMicros", "zkpy.snapshotOnShutdown",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -94,6 +94,7 @@ class Config:
     force_sync: bool = True
     fsync_warning_ms: int = 1000
     inline_sync_us: int = 500
+    snapshot_on_shutdown: bool = True
     snap_retain_count: int = 3
     purge_interval_hours: int = 0
     init_limit: int | None = None
@@ -310,6 +311,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         force_sync=_bool(raw, "forceSync", True),
         fsync_warning_ms=_int(raw, "fsync.warningthresholdms", 1000, minimum=0),
         inline_sync_us=_int(raw, "zkpy.inlineSyncMicros", 500, minimum=0),
+        snapshot_on_shutdown=_bool(raw, "zkpy.snapshotOnShutdown", True),
         snap_retain_count=max(3, _int(raw, "autopurge.snapRetainCount", 3)),
         purge_interval_hours=_int(raw, "autopurge.purgeInterval", 0, minimum=0),
         init_limit=_int(raw, "initLimit", 0) if "initLimit" in raw else None,

@@ -7,6 +7,11 @@ snapCount/2 + rand(snapCount/2) txns, as the reference randomises it: the log is
 rolled and a forked child process writes the tree as it is at that moment, on another
 core, while the server goes on (without fork: the node list is copied on the event
 loop and serialised in a worker thread, a fuzzy snapshot as Java's).
+
+At a clean shutdown (zkpy.snapshotOnShutdown, on by default) the tree is written once
+more, fsync'd, if the log holds txns the newest snapshot lacks, so that the next start
+loads it and replays no log tail.  Nothing depends on it: after a kill the log has
+every txn, as always.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import logging
 import os
 import random
 import resource
+import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from zkpy.datatree.tree import DataTree
-from zkpy.persistence.files import VERSION_DIR, file_name
+from zkpy.persistence.files import VERSION_DIR, file_name, valid_snapshots
 from zkpy.persistence.recovery import purge, recover, take_snapshot
 from zkpy.persistence.snapshot import no_gc, snapshot_items, write_snapshot, write_snapshot_items
 from zkpy.persistence.txnlog import TxnLog
@@ -45,6 +52,8 @@ class Database:
         self._since_snapshot = 0
         self._roll_at = self._next_roll()
         self._snapshotting = False
+        self._writer: _Writer | None = None  # the forked child writing a snapshot, if any
+        self._written: asyncio.Future[None] | None = None  # done when that snapshot is
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-snapshot")
         # Java snapshots right after loading; we do it once serving has started, in the
         # background (the log still holds everything the snapshot would)
@@ -82,9 +91,10 @@ class Database:
         self._snapshotting = True
         started = time.monotonic()
         write: Callable[[], None]
+        writer = None
         if hasattr(os, "fork"):
-            pid = _fork_snapshot_writer(tree, path)
-            write = partial(_wait_for_writer, pid)
+            writer = _Writer(_fork_snapshot_writer(tree, path), zxid, path)
+            write = partial(_wait_for_writer, writer)
         else:
             items = snapshot_items(tree)
             sessions = dict(tree.sessions)
@@ -92,8 +102,11 @@ class Database:
 
         def done(fut: Any) -> None:
             self._snapshotting = False
+            self._writer = self._written = None
             exc = fut.exception()
-            if exc is not None:
+            if writer is not None and writer.abandoned:
+                log.info("snapshot %s abandoned: the shutdown snapshot supersedes it", path.name)
+            elif exc is not None:
                 log.error("snapshot %s failed: %s", path, exc)
             else:
                 log.info("snapshot %s written (%d znodes, %.2fs)", path.name, count,
@@ -101,6 +114,7 @@ class Database:
 
         fut = asyncio.get_running_loop().run_in_executor(self._executor, write)
         fut.add_done_callback(done)
+        self._writer, self._written = writer, fut
 
     def purge(self) -> list[Path]:
         removed = purge(self.config.data_dir, self.config.data_log_dir, self.config.snap_retain_count)
@@ -112,9 +126,80 @@ class Database:
         """Wait for a snapshot being written; the txn log stays open."""
         self._executor.shutdown(wait=True)
 
+    async def snapshot_at_shutdown(self) -> Path | None:
+        """Write the tree as a snapshot if the newest one lacks some of its txns.
+
+        Call once every appended txn is synced and applied and nothing new can arrive.
+        A background snapshot already as new as the tree is waited for (no second one
+        is needed); an older one is stopped, its work superseded.  Returns the new file,
+        or None if none was needed or the write failed (a warning: the log still holds
+        every txn).
+        """
+        tree = self.core.tree if self.core is not None else self.tree
+        written, writer = self._written, self._writer
+        if writer is not None and writer.zxid < tree.last_processed_zxid:
+            writer.abandon()
+        if written is not None:
+            await asyncio.wait([written])
+        if writer is not None and writer.abandoned:
+            writer.remove_unfinished()
+        return write_shutdown_snapshot(tree, self.config.data_dir)
+
     def close(self) -> None:
         self.stop_snapshots()
         self.txn_log.close()
+
+
+def write_shutdown_snapshot(tree: DataTree, data_dir: Path) -> Path | None:
+    """An fsync'd ``snapshot.<tree's zxid>`` unless a valid snapshot that new exists.
+
+    A failure to write is logged as a warning and returns None.
+    """
+    zxid = tree.last_processed_zxid
+    newest = valid_snapshots(Path(data_dir) / VERSION_DIR, 1)
+    if newest and newest[0][0] >= zxid:
+        return None
+    started = time.monotonic()
+    try:
+        path = take_snapshot(tree, data_dir, fsync=True)
+    except OSError as e:
+        log.warning("no snapshot at shutdown (%s); the next start replays the txn log instead", e)
+        return None
+    log.info("shutdown snapshot %s written (%d znodes, %.2fs)", path.name, len(tree.nodes),
+             time.monotonic() - started)
+    return path
+
+
+class _Writer:
+    """A forked snapshot writer: its pid stays ours to signal until it is reaped."""
+
+    def __init__(self, pid: int, zxid: int, path: Path) -> None:
+        self.pid = pid
+        self.zxid = zxid
+        self.path = path
+        self.lock = threading.Lock()  # reaping vs. signalling: a reaped pid may be reused
+        self.reaped = False
+        self.abandoned = False
+
+    def abandon(self) -> None:
+        """Kill the writer, if that can be done safely (else it finishes)."""
+        if not _CAN_WAIT_UNREAPED:
+            return  # without waitid the pid is not ours to signal while we wait: let it finish
+        with self.lock:
+            if self.reaped:
+                return
+            self.abandoned = True
+            os.kill(self.pid, signal.SIGKILL)
+
+    def remove_unfinished(self) -> None:
+        """After an abandoned writer is reaped: remove the temp file it left."""
+        try:
+            self.path.with_name(f"tmp-{self.path.name}").unlink()  # as snapshot._write_file names it
+        except FileNotFoundError:
+            pass
+
+
+_CAN_WAIT_UNREAPED = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
 
 
 def _fork_snapshot_writer(tree: DataTree, path: Path) -> int:
@@ -150,11 +235,16 @@ def _max_fd() -> int:
         return 65536
 
 
-def _wait_for_writer(pid: int) -> None:
-    _, status = os.waitpid(pid, 0)
+def _wait_for_writer(writer: _Writer) -> None:
+    if _CAN_WAIT_UNREAPED:
+        # wait for the exit without reaping, so that abandon() never signals a reused pid
+        os.waitid(os.P_PID, writer.pid, os.WEXITED | os.WNOWAIT)
+    with writer.lock:
+        _, status = os.waitpid(writer.pid, 0)
+        writer.reaped = True
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise OSError(f"snapshot writer process {pid} exited with status {code}")
+        raise OSError(f"snapshot writer process {writer.pid} exited with status {code}")
 
 
 def open_database(config: Config) -> Database:

@@ -87,14 +87,36 @@ class StandaloneServer:
         self._stopping.set()
 
     async def stop(self) -> None:
+        """Stop serving; once the pipeline is drained, write a snapshot (see
+        Database.snapshot_at_shutdown) unless zkpy.snapshotOnShutdown is false."""
         log.info("shutting down")
         for t in self._tasks:
             t.cancel()
         if self.listener is not None:
             self.listener.close()
+        drained = False
         if self.core is not None:
+            self.core.on_applied = None  # no new background snapshot while stopping
             for c in list(self.core.connections):
                 c.close()
+            drained = await self._drain()
             self.core.close()
         if self.database is not None:
+            if drained and self.config.snapshot_on_shutdown:
+                await self.database.snapshot_at_shutdown()
             self.database.close()
+
+    async def _drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every txn appended is synced and applied (True), or the log fails
+        or it takes longer than timeout seconds (False).  Nothing new arrives: the
+        listener, the connections and the timers are closed."""
+        core = self.core
+        assert core is not None
+        deadline = time.monotonic() + timeout
+        while core.queue and core.write_error is None:
+            if time.monotonic() > deadline:
+                log.warning("%d txns still not synced after %.0fs; no snapshot at shutdown",
+                            len(core.queue), timeout)
+                return False
+            await asyncio.sleep(0.001)
+        return core.write_error is None
