@@ -39,6 +39,7 @@ from zkpy.persistence.snapshot import (
     SnapshotError,
     load_snapshot,
     serialize_snapshot,
+    serialize_tree,
     snapshot_items,
     write_snapshot,
     write_snapshot_items,
@@ -247,6 +248,21 @@ def test_special_nodes_round_trip(tmp_path: Path) -> None:
     assert_same_tree(tree, back)
     assert back.nodes["/n"].data is None
     assert back.containers == {"/c"} and back.ttls == {"/t"}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_serialising_the_tree_directly_is_serialising_a_copy(seed: int) -> None:
+    tree = build_tree(seed, 10 + 7 * seed)
+    if seed % 4 == 1:  # a list ACL (unhashable) somewhere
+        node = random.Random(seed).choice(list(tree.nodes.values()))
+        node.acl = list(node.acl)  # type: ignore[assignment]
+    if seed % 4 == 2:  # a child ahead of its parent in the dict: written in sorted order
+        tree.nodes["/zz"] = Znode(b"p", OPEN_ACL_UNSAFE, 5, 6)
+        tree.nodes["/zz/a"] = Znode(b"c", OPEN_ACL_UNSAFE, 5, 6)
+        tree.nodes["/zz"] = tree.nodes.pop("/zz")
+        tree.nodes["/"].add_child("zz")
+        tree.nodes["/zz"].add_child("a")
+    assert serialize_tree(tree) == serialize_snapshot(snapshot_items(tree), dict(tree.sessions))
 
 
 def test_orphans_in_a_fuzzy_copy_are_left_out(tmp_path: Path) -> None:
