@@ -101,3 +101,53 @@ def test_data_of_an_epoch_never_accepted_still_refuses_to_start(tmp_path: Path) 
     write_epoch(tmp_path, "acceptedEpoch", 0)
     with pytest.raises(EpochError):
         load_epochs(tmp_path, 1 << 32)
+
+
+def _established_leader() -> Leader:
+    """A leader of epoch 1 with one follower (handle 11, sid 2) in broadcast: a quorum of 3."""
+    leader = new_leader()
+    leader.learner_connected(11, 0)
+    leader.receive(11, info(2, 0), 0)
+    leader.receive(11, QuorumPacket(PacketType.ACKEPOCH, 0, (0).to_bytes(4, "big")), 0)
+    leader.receive(11, QuorumPacket(PacketType.ACK, 1 << 32), 0)
+    assert leader.established
+    return leader
+
+
+def test_a_batch_of_acks_commits_as_the_acks_one_by_one() -> None:
+    """The shell hands the cores every packet of a socket read at once; the leader counts
+    the ACKs and commits after them: the same actions, in the same order, as one by one."""
+    zxids = [(1 << 32) | i for i in (1, 2, 3)]
+    outs = []
+    for batched in (False, True):
+        leader = _established_leader()
+        for z in zxids:
+            leader.propose(z, b"txn %d" % z)
+        assert leader.persisted(zxids[-1]) == []  # the leader's own log: 1 of 2 needed
+        acks = [QuorumPacket(PacketType.ACK, z) for z in zxids]
+        if batched:
+            outs.append(leader.receive_batch(11, acks, 0))
+        else:
+            outs.append([a for pkt in acks for a in leader.receive(11, pkt, 0)])
+    assert outs[0] == outs[1]
+    assert [a.zxid for a in outs[1] if isinstance(a, A.Commit)] == zxids
+    assert sends(outs[1]) == [(11, "COMMIT", z) for z in zxids]
+
+
+def test_a_learner_logs_and_applies_a_batch_together_before_the_next_other_packet() -> None:
+    learner = Learner(2, False, 1, 1, 0, 0, TICK, 10, 5)
+    learner.connected(0)
+    learner.receive(QuorumPacket(PacketType.LEADERINFO, 1 << 32, b"\0\1\0\0"), 0)
+    learner.receive(QuorumPacket(PacketType.DIFF, 0), 0)
+    learner.receive(QuorumPacket(PacketType.NEWLEADER, 1 << 32, b""), 0)
+    learner.receive(QuorumPacket(PacketType.UPTODATE, -1), 0)
+    z1, z2, z3 = ((1 << 32) | i for i in (1, 2, 3))
+    out = learner.receive_batch([
+        QuorumPacket(PacketType.PROPOSAL, z1, b"p1"), QuorumPacket(PacketType.PROPOSAL, z2, b"p2"),
+        QuorumPacket(PacketType.COMMIT, z1), QuorumPacket(PacketType.PROPOSAL, z3, b"p3"),
+        QuorumPacket(PacketType.COMMIT, z2), QuorumPacket(PacketType.PING, z3),
+        QuorumPacket(PacketType.COMMIT, z3),
+    ], 0)
+    assert out == [A.LogTxns((b"p1", b"p2", b"p3")), A.Commit(z2), A.PingReply(z3), A.Commit(z3)]
+    # every logged proposal is acked, in order, once the log is durable
+    assert sends(learner.persisted(z3)) == [(0, "ACK", z1), (0, "ACK", z2), (0, "ACK", z3)]
