@@ -14,8 +14,9 @@ This is exactly what Java 3.8.0 writes for a tree without a digest; 3.8 and 3.9 
 The loader also accepts snapshots without the digest and 3.9's extra lastProcessedZxid
 section, and gzip-compressed ``snapshot.<zxid>.gz`` files.
 
-Exact snapshots (:func:`write_snapshot`, from a forked child or at shutdown) are
-serialised straight from a tree that does not change meanwhile.  Fuzzy snapshots:
+Exact snapshots (:func:`write_snapshot`, from a forked child or at shutdown) and the
+leader's SNAP stream (:func:`serialize_tree_body`) are serialised straight from a tree
+that does not change meanwhile.  Fuzzy snapshots:
 :func:`snapshot_items` copies the node fields on the event loop (one C-level pass,
 ~0.4 s per million znodes) or :func:`iter_snapshot_items` does it in chunks between
 txns; :func:`write_snapshot_items` serialises the copy in a worker thread while the
@@ -62,7 +63,7 @@ __all__ = [  # writing here; reading re-exported from snapload
     "Item", "NODE_FIELDS", "NODE_TAIL", "FILE_HEADER", "SNAP_MAGIC", "SNAP_VERSION", "SNAP_DBID",
     "DIGEST_VERSION", "SnapshotError", "check_seals", "iter_snapshot_items", "load_snapshot", "no_gc",
     "parse_snapshot", "read_head", "read_snapshot_bytes", "serialize_snapshot", "serialize_tree",
-    "snapshot_items", "write_snapshot", "write_snapshot_items",
+    "serialize_tree_body", "snapshot_items", "write_snapshot", "write_snapshot_items",
 ]
 
 _node_fields = attrgetter(*NODE_FIELDS)
@@ -118,26 +119,42 @@ def serialize_snapshot(items: list[Item], sessions: dict[int, int]) -> bytearray
     a re-created parent's child but not the parent) is left out: both creations come
     after the snapshot's zxid and are replayed from the log.
     """
-    try:
-        acl_lists, body = _serialize_nodes(items, strict=True)
-    except _OutOfOrder:
-        acl_lists, body = _serialize_nodes(sorted(items, key=itemgetter(0)), strict=False)
-    return _assemble(acl_lists, body, sessions)
+    out = bytearray(FILE_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, SNAP_DBID))
+    _append_body(out, *_items_nodes(items), sessions)
+    return _append_trailer(out)
 
 
 def serialize_tree(tree: DataTree) -> bytearray:
     """:func:`serialize_snapshot` of the whole tree, read straight from its nodes: the
     tree must not change meanwhile (a forked child's image, or a stopped server)."""
+    out = bytearray(FILE_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, SNAP_DBID))
+    serialize_tree_body(tree, out)
+    return _append_trailer(out)
+
+
+def serialize_tree_body(tree: DataTree, out: bytearray | None = None) -> bytearray:
+    """The part of :func:`serialize_tree` after the file header and before the first seal
+    (sessions, ACL cache, nodes, the "/" end-of-nodes marker), appended to `out`.  It is
+    also what a leader's SNAP stream carries.  The tree must not change meanwhile."""
+    out = bytearray() if out is None else out
     try:
         acl_lists, body = _serialize_tree_nodes(tree.nodes)
     except _OutOfOrder:  # an odd tree (not parents first, a list ACL): the general way
-        return serialize_snapshot(snapshot_items(tree), dict(tree.sessions))
-    return _assemble(acl_lists, body, dict(tree.sessions))
+        acl_lists, body = _items_nodes(snapshot_items(tree))
+    _append_body(out, acl_lists, body, dict(tree.sessions))
+    return out
 
 
-def _assemble(acl_lists: list[tuple[int, Any]], body: bytearray, sessions: dict[int, int]) -> bytearray:
+def _items_nodes(items: list[Item]) -> tuple[list[tuple[int, Any]], bytearray]:
+    try:
+        return _serialize_nodes(items, strict=True)
+    except _OutOfOrder:
+        return _serialize_nodes(sorted(items, key=itemgetter(0)), strict=False)
+
+
+def _append_body(out: bytearray, acl_lists: list[tuple[int, Any]], body: bytearray,
+                 sessions: dict[int, int]) -> None:
     pack_int = _INT.pack
-    out = bytearray(FILE_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, SNAP_DBID))
     out += pack_int(len(sessions))
     for sid, timeout in sessions.items():
         out += _SESSION.pack(sid, timeout)
@@ -156,6 +173,9 @@ def _assemble(acl_lists: list[tuple[int, Any]], body: bytearray, sessions: dict[
     out += body
     del body
     out += SNAP_TAIL  # end-of-nodes marker
+
+
+def _append_trailer(out: bytearray) -> bytearray:
     _seal(out)
     out += _ZXID_DIGEST.pack(0, DIGEST_VERSION, 0)  # "no digest"
     _seal(out)

@@ -18,8 +18,7 @@ from zkpy.persistence.snapshot import (
     SNAP_MAGIC,
     SNAP_VERSION,
     parse_snapshot,
-    serialize_snapshot,
-    snapshot_items,
+    serialize_tree_body,
 )
 
 _INT = struct.Struct(">i")
@@ -29,13 +28,15 @@ _NODE_TAIL = 8 + 60  # aclRef + StatPersisted
 
 
 def encode_snap_stream(tree: DataTree) -> bytes:
-    """Serialise the tree as a SNAP stream."""
-    full = serialize_snapshot(snapshot_items(tree), dict(tree.sessions))
-    body = memoryview(full)[FILE_HEADER.size:]
-    end = SnapScanner().scan_nodes(body)
-    if end is None:
-        raise ValueError("snapshot serialisation is incomplete")
-    return bytes(body[:end]) + _INT.pack(len(END_MARK)) + END_MARK
+    """Serialise the tree as a SNAP stream.
+
+    Read straight from the nodes, so the tree must not change until this returns: the
+    leader calls it on the event loop, where nothing is applied meanwhile.
+    """
+    out = serialize_tree_body(tree)
+    out += _INT.pack(len(END_MARK))
+    out += END_MARK
+    return bytes(out)
 
 
 class SnapScanner:
