@@ -137,6 +137,7 @@ class ZooKeeperServer:
         self._last_appended = self.zxid
         self._flushing = False
         # seconds; 0 (zkpy.inlineSyncMicros=0) means always the thread, even after free syncs
+        self._outstanding_limit = config.global_outstanding_limit
         self._inline_sync_limit = config.inline_sync_us / 1e6 if config.inline_sync_us > 0 else -1.0
         self._sync_thread = SyncThread(self._timed_sync, self._synced)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -364,16 +365,19 @@ class ZooKeeperServer:
         self._append(None, cxid, op, sid, txn, type_)
 
     def _append(self, conn: Any, xid: int, op: int, sid: int, txn: Txn, type_: int) -> None:
-        self.zxid = self._next_zxid()
-        hdr = _tuple(TxnHeader, (sid, xid, self.zxid, int(time.time() * 1000), type_))
-        entry = TXN_HEADER.pack(*hdr) + encode_txn(txn)
+        zab = self.zab
+        self.zxid = zxid = zab.next_zxid() if zab is not None else self.zxid + 1
+        now = int(time.time() * 1000)
+        hdr = _tuple(TxnHeader, (sid, xid, zxid, now, type_))
+        entry = TXN_HEADER.pack(sid, xid, zxid, now, type_) + encode_txn(txn)
         if self.txn_log is not None:
-            self.txn_log.append_entry(hdr.zxid, entry)
-        if self.zab is not None:
-            self.zab.propose(hdr, entry)
-        self._last_appended = self.zxid
-        self.queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
-        if len(self.queue) >= self.config.global_outstanding_limit and not self.throttled:
+            self.txn_log.append_entry(zxid, entry)
+        if zab is not None:
+            zab.propose(hdr, entry)
+        self._last_appended = zxid
+        queue = self.queue
+        queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
+        if len(queue) >= self._outstanding_limit and not self.throttled:
             self._throttle(True)
         self._request_flush()
 
