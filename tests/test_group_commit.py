@@ -103,3 +103,38 @@ async def test_fast_disk_syncs_on_the_loop_and_everything_acknowledged_is_durabl
         await server.stop()
     tree, _ = recover(tmp_path / "data")
     assert all(tree.nodes[f"/k{i}"].data == str(i).encode() for i in range(200))
+
+
+@pytest.mark.asyncio
+async def test_global_outstanding_limit_pauses_reading_until_the_queue_drains(tmp_path: Path) -> None:
+    """globalOutstandingLimit: once that many txns wait for the disk the server stops
+    reading from its clients; they resume when half have committed, and every write is
+    answered, in order, with its own result."""
+    server = StandaloneServer(build_config(_config(tmp_path, globalOutstandingLimit="8")))
+    await server.start()
+    c = ZooKeeperClient(f"127.0.0.1:{server.port}")
+    await c.start()
+    try:
+        await c.create("/t", b"")
+        core, log = server.core, server.database.txn_log  # type: ignore[union-attr]
+        assert core is not None
+        real_sync = log.sync
+        throttled_seen = []
+
+        def slow_sync() -> int:
+            time.sleep(0.02)
+            throttled_seen.append(core.throttled)
+            return real_sync()
+
+        log.sync = slow_sync  # type: ignore[method-assign]
+        results = await asyncio.wait_for(asyncio.gather(
+            *(c.create("/t/n-", str(i).encode(), sequential=True) for i in range(60))), 30)
+        log.sync = real_sync  # type: ignore[method-assign]
+        assert [path for path, _stat in results] == [f"/t/n-{i:010d}" for i in range(60)]
+        assert any(throttled_seen), "the queue never reached the limit"
+        assert not core.throttled and len(core.queue) == 0
+        for i in (0, 59):
+            assert (await c.get(f"/t/n-{i:010d}"))[0] == str(i).encode()
+    finally:
+        await c.close()
+        await server.stop()
