@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zkpy.client import requests as rq
+from zkpy.datatree.paths import _path_error, path_error
 from zkpy.datatree.tree import DataTree
 from zkpy.jute.codec import Reader, Writer
 from zkpy.jute.constants import Err, KeeperError, OpCode
@@ -275,3 +276,12 @@ def test_quorum_packet_stream_round_trip(pkts: list[QuorumPacket], cuts: list[in
             assert all(p.type != PacketType.SNAP for p in batch[:-1])
             got += batch
     assert got == pkts and not reader.buf
+
+
+@given(st.lists(st.text(st.sampled_from("/a.\x00\x1f\u00e9\ud800\uffff"), max_size=8), max_size=20))
+def test_path_validation_is_the_same_when_repeated(paths: list[str]) -> None:
+    """path_error remembers paths it found valid; a repeated path gets the same answer,
+    and a path found invalid is never remembered as valid."""
+    first = [path_error(p) for p in paths]
+    assert [path_error(p) for p in paths] == first == [_path_error(p) for p in paths]
+    assert path_error("/a//b") is not None and path_error("/a/./b") is not None

@@ -14,8 +14,23 @@ SYSTEM_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/con
 _BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]")
 
 
+_VALID: dict[str, None] = {}  # recently validated paths (writes repeat them)
+_VALID_MAX = 4096
+
+
 def path_error(path: str | None) -> str | None:
     """Why path is not a valid znode path, or None if it is."""
+    if path in _VALID:
+        return None
+    err = _path_error(path)
+    if err is None:
+        if len(_VALID) >= _VALID_MAX:
+            _VALID.clear()
+        _VALID[path] = None  # type: ignore[index]
+    return err
+
+
+def _path_error(path: str | None) -> str | None:
     if not path:
         return "Path length must be > 0"
     if path[0] != "/":
