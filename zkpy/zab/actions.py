@@ -5,6 +5,10 @@ action until the previous one is done.  In particular every Persist* action and
 `LogTxns(sync=True)` must be durable (fsynced) before a later `Send` goes out: that is
 how a learner persists the synced txns, then its new currentEpoch, and only then acks
 NEWLEADER (the rule ZooKeeper learned through data-loss bugs).
+
+Actions are values: nothing changes one after it is made.  They are plain slotted
+dataclasses, not frozen ones (a frozen dataclass costs ~150 ns more per field to build,
+and the broadcast path builds several per write).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 from zkpy.zab.packets import QuorumPacket
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Send packet to the peer behind handle (a learner id on the leader, 0 = the leader)."""
 
@@ -22,31 +26,31 @@ class Send:
     packet: QuorumPacket
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendSnapshot:
     """Leader: serialise the tree as it is now and send SNAP(zxid) + the stream to `to`."""
 
     to: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PersistAcceptedEpoch:
     epoch: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PersistCurrentEpoch:
     epoch: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
     """Apply every logged txn up to and including zxid (in zxid order)."""
 
     zxid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogTxns:
     """Learner: append these txn payloads (TxnHeader + record) to the log; sync=True: fsync now."""
 
@@ -54,7 +58,7 @@ class LogTxns:
     sync: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LoadSnapshot:
     """Learner: replace the tree with the SNAP stream's contents, lastProcessedZxid = zxid."""
 
@@ -62,33 +66,33 @@ class LoadSnapshot:
     zxid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Truncate:
     """Learner: cut the txn log after zxid and reload the tree from disk."""
 
     zxid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TakeSnapshot:
     """Write a durable snapshot of the tree now (a learner after SNAP or TRUNC sync)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Established:
     """Leader: a quorum acked NEWLEADER; learner: UPTODATE arrived. Start serving clients."""
 
     epoch: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Abandon:
     """Give up this role and go back to leader election."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ForwardedRequest:
     """Leader: a learner forwarded a client request (write, createSession, closeSession, sync)."""
 
@@ -100,7 +104,7 @@ class ForwardedRequest:
     auth: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Revalidate:
     """Leader: a client reconnected to a learner; answer with Leader.revalidated()."""
 
@@ -109,7 +113,7 @@ class Revalidate:
     timeout: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TouchSessions:
     """Leader: sessions a learner saw traffic on since its last ping."""
 
@@ -117,12 +121,12 @@ class TouchSessions:
     sessions: tuple[tuple[int, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SyncReleased:
     """Learner: the leader answered the oldest forwarded sync."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RevalidateAnswer:
     """Learner: the leader's answer for a REVALIDATE."""
 
@@ -130,7 +134,7 @@ class RevalidateAnswer:
     valid: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PingReply:
     """Learner: answer the leader's ping (the caller adds its session touches)."""
 
