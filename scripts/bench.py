@@ -465,12 +465,12 @@ class Server:
 class Cluster:
     """A 3-server pseudo-cluster of one kind on loopback (clients spread over all members)."""
 
-    def __init__(self, kind: str, workdir: Path, n: int = 3) -> None:
+    def __init__(self, kind: str, workdir: Path, extra: str = "", n: int = 3) -> None:
         self.kind = kind
         ports = [(_free_port(), _free_port()) for _ in range(n)]
         lines = "".join(f"server.{i + 1}=127.0.0.1:{q}:{e}\n" for i, (q, e) in enumerate(ports))
-        self.members = [Server(kind, workdir / f"s{i + 1}", "initLimit=10\nsyncLimit=5\n" + lines, i + 1)
-                        for i in range(n)]
+        self.members = [Server(kind, workdir / f"s{i + 1}", "initLimit=10\nsyncLimit=5\n" + lines + extra,
+                               i + 1) for i in range(n)]
 
     @property
     def hosts(self) -> str:
@@ -553,7 +553,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
         return 2
     root = Path(tempfile.mkdtemp(prefix="zkbench-"))
     make = Cluster if a.ensemble else Server
-    servers = {k: make(k, root / k) for k in ("zkpy", "zookeeper")}
+    extra = "".join(f"{kv}\n" for kv in a.config)  # after the defaults: the last value wins
+    servers = {k: make(k, root / k, extra) for k in ("zkpy", "zookeeper")}
     for s in servers.values():
         s.start()
     table: dict[tuple[str, str, str], list[float]] = {}
@@ -652,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--large", action="store_true", help="also large-tree, RSS, stop and restart")
             sp.add_argument("--ensemble", action="store_true",
                             help="3-server pseudo-clusters instead of standalone servers (adds failover)")
+            sp.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                            help="a zoo.cfg line for both servers, e.g. forceSync=no to take the "
+                                 "disk out of the comparison (repeatable)")
     sm = sub.add_parser("smoke")
     sm.add_argument("--duration", type=float, default=0.5)
     a = p.parse_args(argv)
