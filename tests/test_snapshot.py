@@ -250,18 +250,25 @@ def test_special_nodes_round_trip(tmp_path: Path) -> None:
     assert back.containers == {"/c"} and back.ttls == {"/t"}
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_serialising_the_tree_directly_is_serialising_a_copy(seed: int) -> None:
-    tree = build_tree(seed, 10 + 7 * seed)
-    if seed % 4 == 1:  # a list ACL (unhashable) somewhere
+def build_awkward_tree(seed: int, n: int) -> DataTree:
+    """build_tree, and for some seeds what the direct serialisers must handle the general
+    way: a list ACL (unhashable), or a child ahead of its parent in the node dict."""
+    tree = build_tree(seed, n)
+    if seed % 4 == 1:
         node = random.Random(seed).choice(list(tree.nodes.values()))
         node.acl = list(node.acl)  # type: ignore[assignment]
-    if seed % 4 == 2:  # a child ahead of its parent in the dict: written in sorted order
+    if seed % 4 == 2:  # written in sorted order all the same
         tree.nodes["/zz"] = Znode(b"p", OPEN_ACL_UNSAFE, 5, 6)
         tree.nodes["/zz/a"] = Znode(b"c", OPEN_ACL_UNSAFE, 5, 6)
         tree.nodes["/zz"] = tree.nodes.pop("/zz")
         tree.nodes["/"].add_child("zz")
         tree.nodes["/zz"].add_child("a")
+    return tree
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_serialising_the_tree_directly_is_serialising_a_copy(seed: int) -> None:
+    tree = build_awkward_tree(seed, 10 + 7 * seed)
     assert serialize_tree(tree) == serialize_snapshot(snapshot_items(tree), dict(tree.sessions))
 
 
