@@ -607,11 +607,20 @@ def stabilise(sim: Simulator, keep_down: set[int]) -> Stats:
         if not n.alive and sid not in keep_down:
             sim.call(sim.start, sid)
     healed = sim.now
-    if not sim.run_until(healed + LIVENESS_MS, stop=lambda: sim.leader() is not None):
-        sim.fail(f"no established ensemble within {LIVENESS_MS} ms of healing: {sim.describe()}")
-    sim.stats.settle_ms = sim.now - healed
-    L = sim.leader()
-    assert L is not None
+    # A leader the partition cut off may still count as established when it heals, and
+    # step down a moment later once it sees how long its followers were silent: the
+    # ensemble has settled when a leader has kept its role for syncLimit.
+    while True:
+        if not sim.run_until(healed + LIVENESS_MS, stop=lambda: sim.leader() is not None) \
+                or sim.now > healed + LIVENESS_MS:
+            sim.fail(f"no established ensemble within {LIVENESS_MS} ms of healing: {sim.describe()}")
+        L = sim.leader()
+        assert L is not None
+        found = sim.now
+        sim.run_until(sim.now + SYNC_LIMIT * TICK, stop=lambda L=L: sim.leader() is not L)
+        if sim.leader() is L:
+            break
+    sim.stats.settle_ms = found - healed
     epoch = L.role.new_epoch
     sim.writes = True
     sim.run_until(sim.now + 2000)
@@ -690,7 +699,10 @@ def scenario_leader_crash(sim: Simulator) -> Stats:
         L = sim.leader()
         assert L is not None
         sim.run_until(sim.now + sim.rand(0, 1500))
-        sim.run_until(sim.now + 3000, stop=lambda L=L: L.role_id != 0 and bool(L.role.outstanding))
+        # crash it with proposals in flight, if it still leads by then (it may have stepped
+        # down meanwhile and follow someone else: then it is crashed as a follower)
+        sim.run_until(sim.now + 3000, stop=lambda L=L: L.role_id != 0 and L.kind == LEADING
+                      and bool(L.role.outstanding))
         sim.call(sim.crash, L.sid)
         if rng.random() < 0.4:
             sim.call(sim.crash, rng.choice([s for s in ids if s != L.sid]))
