@@ -76,8 +76,12 @@ def test_frame_of_exactly_maxbuffer_is_accepted(server, zk, base):
         r = c.read_reply(1, timeout=20)
         assert r.err == 0
         assert zk.exists(base).dataLength == len(data)
-        # one byte more is too much
-        c.send_frame(frame[:8] + path + rawconn.buffer(data + b"z") + struct.pack(">i", -1))
+        # one byte more is too much: the server may close on the length prefix while the
+        # megabyte behind it is still being sent (then the send itself fails)
+        try:
+            c.send_frame(frame[:8] + path + rawconn.buffer(data + b"z") + struct.pack(">i", -1))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
         assert outcome(c) == ["closed"]
         assert zk.exists(base).dataLength == len(data)
     finally:
