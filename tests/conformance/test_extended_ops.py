@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.rawclient import ACL, Err, Op, Perm, RawClient
+from tests.rawclient import ACL, OPEN_ACL_UNSAFE, Err, Op, Perm, RawClient, enc_string
 
 MAX_TTL = 0xFFFFFFFFFF
 
@@ -172,6 +172,29 @@ def test_container_with_children_is_kept(raw, base):
     assert raw.delete(f"{base}/gone/x").err == 0
     assert wait_until(lambda: raw.exists(f"{base}/gone").err == Err.NONODE)
     assert raw.exists(f"{base}/c").err == 0
+
+
+@pytest.mark.parametrize("encoding", ["ustring", "bare"])
+def test_delete_container_from_a_client_is_refused(raw, base, encoding):
+    """deleteContainer (20) is the container sweeper's internal op.  Apache ZooKeeper 3.8
+    reads its path from the whole request buffer (header included), so a client's request
+    never names a valid path: BADARGUMENTS, nothing deleted, the session stays usable.
+    zkpy refuses it the same way; before, it deleted any empty container or TTL node
+    whatever the ACLs (the parent's DELETE permission)."""
+    locked = f"{base}/locked"
+    keep = [ACL(Perm.READ | Perm.CREATE | Perm.ADMIN, "world", "anyone")]
+    assert raw.create(locked, acl=keep).err == 0
+    targets = [f"{locked}/c", f"{locked}/t", f"{base}/open"]
+    assert raw.create(targets[0], flags=4, op=Op.CREATE_CONTAINER).err == 0
+    assert raw.create(targets[1], flags=5, op=Op.CREATE_TTL, ttl=600000).err == 0
+    assert raw.create(targets[2], flags=4, op=Op.CREATE_CONTAINER).err == 0
+    assert raw.delete(targets[0]).err == Err.NOAUTH
+    for p in targets:
+        body = enc_string(p) if encoding == "ustring" else p.encode()
+        r = raw.call(Op.DELETE_CONTAINER, body)
+        assert r.err == Err.BADARGUMENTS, p
+        assert raw.exists(p).err == 0, p  # still there, and the connection still answers
+    assert raw.set_acl(locked, OPEN_ACL_UNSAFE).err == 0
 
 
 # ---- getEphemerals ------------------------------------------------------------------------

@@ -320,6 +320,9 @@ class ZooKeeperServer:
             assert self.zab is not None
             self.zab.forward(sid, xid, op, body, conn.auth_ids)
             return
+        if op == OpCode.DELETE_CONTAINER:
+            self._append(conn, xid, op, sid, ErrorTxn(Err.BADARGUMENTS), OpCode.ERROR)
+            return
         txn, type_ = self._prepare(sid, op, req, conn.auth_ids)
         self._append(conn, xid, op, sid, txn, type_)
 
@@ -353,6 +356,9 @@ class ZooKeeperServer:
             self._append(None, cxid, op, sid, CreateSessionTxn(timeout), OpCode.CREATE_SESSION)
             return
         self.sessions.touch(sid, self.now_ms())
+        if op == OpCode.DELETE_CONTAINER:
+            self._append(None, cxid, op, sid, ErrorTxn(Err.BADARGUMENTS), OpCode.ERROR)
+            return
         decoder = REQUEST_DECODERS.get(op)  # type: ignore[call-overload]
         try:
             req = decoder(Reader(body)) if decoder is not None else None
@@ -400,7 +406,13 @@ class ZooKeeperServer:
         return hdr.zxid
 
     def submit_internal(self, op: int, req: Any) -> None:
-        """A write from the server itself (container and TTL sweeps), session 0."""
+        """A write from the server itself (container and TTL sweeps), session 0.
+
+        deleteContainer comes only this way: from a client (`_write`, `forwarded`) it is
+        refused with BADARGUMENTS before any ACL or path check, as Apache ZooKeeper 3.8
+        does (it reads that op's path from the whole request buffer, header included, so a
+        client's never names a valid path); nothing is deleted, the connection stays open.
+        """
         if self.write_error is not None or self.is_learner:
             return
         txn, type_ = self._prepare(0, op, req, [("super", "")])
