@@ -96,9 +96,6 @@ class ClientConnection(asyncio.Protocol):
         if self.watched:
             server.tree.watches.remove_watcher(self, self.watched)
             self.watched.clear()
-        s = server.sessions.sessions.get(self.session_id)
-        if s is not None and s.owner is self:
-            s.owner = None
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
 

@@ -115,6 +115,9 @@ class ZooKeeperServer:
     def __init__(self, config: Config, tree: DataTree | None = None, txn_log: Any = None,
                  server_id: int = 1, zab: Replication | None = None) -> None:
         self.config = config
+        # The owner the leader (or standalone) records for sessions whose client is
+        # connected here; a learner's clients are owned by that learner's server id.
+        self.server_id = server_id
         self.tree = tree or DataTree()
         self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types))
         self.txn_log = txn_log
@@ -209,7 +212,7 @@ class ZooKeeperServer:
             return
         session.timeout = timeout
         self.sessions.touch(sid, self.now_ms())
-        session.owner = conn
+        session.owner = self.server_id
         self._established(conn, sid, timeout)
 
     def _connect_read_only(self, conn: ClientConnection, req: ConnectRequest) -> None:
@@ -224,7 +227,7 @@ class ZooKeeperServer:
         elif req.passwd != session_password(sid):
             conn.connect_failed()
             return
-        self.sessions.add(sid, timeout, self.now_ms()).owner = conn
+        self.sessions.add(sid, timeout, self.now_ms()).owner = self.server_id
         conn.session_id = sid
         self._established(conn, sid, timeout)
 
@@ -257,7 +260,7 @@ class ZooKeeperServer:
             assert self.zab is not None
             self.zab.forward(sid, 0, OpCode.CREATE_SESSION, INT.pack(timeout), [])
             return
-        self.sessions.add(sid, timeout, self.now_ms()).owner = conn
+        self.sessions.add(sid, timeout, self.now_ms()).owner = self.server_id
         self._append(conn, 0, OpCode.CREATE_SESSION, sid, CreateSessionTxn(timeout),
                      OpCode.CREATE_SESSION)
 
@@ -277,6 +280,13 @@ class ZooKeeperServer:
             if session is None or session.closing:
                 conn.send(frame(xid, self.tree.last_processed_zxid, Err.SESSIONEXPIRED))
                 return
+            if session.owner != self.server_id:
+                if session.owner is not None:
+                    # The session moved to a learner: as the reference, a connection that
+                    # no longer owns its session is closed without an answer.
+                    conn.close()
+                    return
+                session.owner = self.server_id
         if op == OpCode.AUTH:
             session_requests.authenticate(self.config, conn, req)
             return
@@ -323,17 +333,24 @@ class ZooKeeperServer:
         if op == OpCode.DELETE_CONTAINER:
             self._append(conn, xid, op, sid, ErrorTxn(Err.BADARGUMENTS), OpCode.ERROR)
             return
-        txn, type_ = self._prepare(sid, op, req, conn.auth_ids)
+        txn, type_ = self._prepare(sid, op, req, conn.auth_ids, self.server_id)
         self._append(conn, xid, op, sid, txn, type_)
 
-    def _prepare(self, sid: int, op: int, req: Any, auth: list[tuple[str, str]]) -> tuple[Txn, int]:
+    def _prepare(self, sid: int, op: int, req: Any, auth: list[tuple[str, str]],
+                 owner: int) -> tuple[Txn, int]:
+        """Validate a write and build its txn; owner is the server the client is on."""
         zxid = self._next_zxid()
-        if op == OpCode.CLOSE_SESSION:
+        if op == OpCode.CLOSE_SESSION:  # not owner-checked: expiry closes sessions too
             self.sessions.set_closing(sid)
             return CloseSessionTxn(self.preparer.close_session(sid, zxid)), OpCode.CLOSE_SESSION
-        session = self.sessions.sessions.get(sid)
-        if sid != 0 and (session is None or session.closing):
-            return ErrorTxn(Err.SESSIONEXPIRED), OpCode.ERROR
+        if sid != 0:
+            session = self.sessions.sessions.get(sid)
+            if session is None or session.closing:
+                return ErrorTxn(Err.SESSIONEXPIRED), OpCode.ERROR
+            if session.owner != owner:
+                if session.owner is not None:  # resumed on another server since
+                    return ErrorTxn(Err.SESSIONMOVED), OpCode.ERROR
+                session.owner = owner
         if req is MALFORMED:
             return ErrorTxn(Err.MARSHALLINGERROR), OpCode.ERROR
         try:
@@ -346,13 +363,14 @@ class ZooKeeperServer:
     def _next_zxid(self) -> int:
         return self.zab.next_zxid() if self.zab is not None else self.zxid + 1
 
-    def forwarded(self, sid: int, cxid: int, op: int, body: bytes, auth: list[tuple[str, str]]) -> None:
-        """Leader: a write a learner forwarded for one of its clients."""
+    def forwarded(self, sid: int, cxid: int, op: int, body: bytes, auth: list[tuple[str, str]],
+                  owner: int) -> None:
+        """Leader: a write that learner `owner` (its server id) forwarded for a client."""
         if self.write_error is not None:
             return
         if op == OpCode.CREATE_SESSION:
             timeout = INT.unpack_from(body)[0] if len(body) >= 4 else self.config.max_session_timeout
-            self.sessions.add(sid, timeout, self.now_ms())
+            self.sessions.add(sid, timeout, self.now_ms()).owner = owner
             self._append(None, cxid, op, sid, CreateSessionTxn(timeout), OpCode.CREATE_SESSION)
             return
         self.sessions.touch(sid, self.now_ms())
@@ -367,7 +385,7 @@ class ZooKeeperServer:
         if req is None and op != OpCode.CLOSE_SESSION:
             self._append(None, cxid, op, sid, ErrorTxn(Err.MARSHALLINGERROR), OpCode.ERROR)
             return
-        txn, type_ = self._prepare(sid, op, req, list(auth))
+        txn, type_ = self._prepare(sid, op, req, list(auth), owner)
         self._append(None, cxid, op, sid, txn, type_)
 
     def _append(self, conn: Any, xid: int, op: int, sid: int, txn: Txn, type_: int) -> None:
@@ -415,7 +433,7 @@ class ZooKeeperServer:
         """
         if self.write_error is not None or self.is_learner:
             return
-        txn, type_ = self._prepare(0, op, req, [("super", "")])
+        txn, type_ = self._prepare(0, op, req, [("super", "")], self.server_id)
         self._append(None, 0, op, 0, txn, type_)
 
     # ---- group commit ---------------------------------------------------------------
@@ -563,6 +581,11 @@ class ZooKeeperServer:
                 return
         if conn.closed:
             return
+        if res.err == Err.SESSIONMOVED:
+            # The leader found the session owned by another server (the client resumed it
+            # there): close without an answer, as the reference's FinalRequestProcessor.
+            conn.close()
+            return
         item = conn.pending.popleft()
         self.stats.record(item[4])
         if res.err:
@@ -673,7 +696,7 @@ class ZooKeeperServer:
     def _close_expired(self, sid: int) -> None:
         if self.write_error is not None or self.is_learner:
             return
-        txn, type_ = self._prepare(sid, OpCode.CLOSE_SESSION, None, [])
+        txn, type_ = self._prepare(sid, OpCode.CLOSE_SESSION, None, [], self.server_id)
         self._append(None, 0, OpCode.CLOSE_SESSION, sid, txn, type_)
 
     def sweep_containers(self, wall_ms: int, limit: int) -> int:

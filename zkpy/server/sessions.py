@@ -39,7 +39,7 @@ class Session:
     timeout: int
     expires_at: int = 0
     closing: bool = False
-    owner: object = None  # the connection currently holding the session
+    owner: int | None = None  # server id the client is connected to (leader's view); None: not yet known
     auth_ids: list[tuple[str, str]] = field(default_factory=list)
 
 

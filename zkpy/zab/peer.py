@@ -552,12 +552,16 @@ class _LeaderGlue:
             elif isinstance(a, A.Established):
                 self.peer._established(a.epoch, ServerState.LEADING, self.peer.my_id)
             elif isinstance(a, A.ForwardedRequest):
-                core.forwarded(a.session_id, a.cxid, a.op, a.body, list(a.auth))
+                ls = self.leader.learners.get(a.learner)
+                if ls is not None:
+                    core.forwarded(a.session_id, a.cxid, a.op, a.body, list(a.auth), ls.sid)
             elif isinstance(a, A.Revalidate):
                 session = core.sessions.sessions.get(a.session_id)
-                valid = session is not None and not session.closing
+                ls = self.leader.learners.get(a.learner)
+                valid = session is not None and not session.closing and ls is not None
                 if valid:
                     session.timeout = a.timeout  # type: ignore[union-attr]
+                    session.owner = ls.sid  # type: ignore[union-attr]  # its writes elsewhere: SESSIONMOVED
                     core.sessions.touch(a.session_id, core.now_ms())
                 self.run(self.leader.revalidated(a.learner, a.session_id, valid))
             elif isinstance(a, A.TouchSessions):
