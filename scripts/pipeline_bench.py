@@ -1,11 +1,15 @@
 """CPU cost per request of the server pipeline, in process, without sockets.
 
     python scripts/pipeline_bench.py set|create|get|multi [--requests N] [--profile]
+                                     [--watchers K] [--acl open|closed]
 
 Feeds pipelined request frames (batches of 16) to one ClientConnection of a
 ZooKeeperServer with a real txn log (forceSync=no: this measures CPU, not the disk) and
 prints microseconds per request (every reply is checked for an error); --profile
-prints cProfile's top entries instead.
+prints cProfile's top entries instead.  --watchers K adds K connections with a
+persistent recursive watch on /, so that every write fires K events; --acl closed
+gives the written nodes an ACL without world READ (the writer authenticates, the
+watchers do not), so that every event is checked against the ACL and suppressed.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from zkpy.client import requests as rq
+from zkpy.datatree.acl import digest_id
 from zkpy.jute.codec import INT, Writer
-from zkpy.jute.records import REPLY_HEADER, REQUEST_HEADER
+from zkpy.jute.constants import XID_AUTH, OpCode
+from zkpy.jute.records import ACL, OPEN_ACL_UNSAFE, REPLY_HEADER, REQUEST_HEADER
 from zkpy.persistence.txnlog import TxnLog
 from zkpy.server.config import build_config
 from zkpy.server.connection import ClientConnection
@@ -63,32 +69,45 @@ def _frame(xid: int, op: int, body: bytes) -> bytes:
     return INT.pack(8 + len(body)) + REQUEST_HEADER.pack(xid, op) + body
 
 
-def _request(kind: str, i: int) -> tuple[int, bytes]:
+def _request(kind: str, i: int, acl: tuple[ACL, ...]) -> tuple[int, bytes]:
     if kind == "set":
         return rq.set_data(f"/n{i % 100}", b"y" * 100)
     if kind == "create":
-        return rq.create("/n1/s-", b"y" * 100, flags=2, with_stat=False)
+        return rq.create("/n1/s-", b"y" * 100, acl, flags=2, with_stat=False)
     if kind == "multi":
         return rq.multi([rq.set_data(f"/n{i % 100}", b"y" * 100),
                          rq.set_data(f"/n{(i + 1) % 100}", b"y" * 100)])
     return rq.path_watch(4, f"/n{i % 100}", False)  # getData
 
 
-async def run(kind: str, n: int, profile: bool) -> None:
-    d = Path(tempfile.mkdtemp(prefix="zkpy-pipeline-"))
-    server = ZooKeeperServer(build_config({"dataDir": str(d)}), txn_log=TxnLog(d, 64 << 20, False))
-    server.attach(asyncio.get_running_loop())
+async def _session(server: ZooKeeperServer) -> tuple[ClientConnection, CountingTransport]:
     conn = ClientConnection(server)
     transport = CountingTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     hello = Writer().int(0).long(0).int(30000).long(0).buffer(bytes(16)).bool(False).getvalue()
     conn.data_received(INT.pack(len(hello)) + hello)
     await asyncio.sleep(0.01)
-    conn.data_received(b"".join(_frame(k + 1, *rq.create(f"/n{k}", b"x" * 100, with_stat=False))
+    return conn, transport
+
+
+async def run(kind: str, n: int, profile: bool, watchers: int, closed: bool) -> None:
+    d = Path(tempfile.mkdtemp(prefix="zkpy-pipeline-"))
+    server = ZooKeeperServer(build_config({"dataDir": str(d)}), txn_log=TxnLog(d, 64 << 20, False))
+    server.attach(asyncio.get_running_loop())
+    conn, transport = await _session(server)
+    acl = OPEN_ACL_UNSAFE
+    if closed:
+        acl = (ACL(31, "digest", digest_id("bench:secret")),)
+        conn.data_received(_frame(XID_AUTH, *rq.auth("digest", b"bench:secret")))
+    conn.data_received(b"".join(_frame(k + 1, *rq.create(f"/n{k}", b"x" * 100, acl, with_stat=False))
                                 for k in range(100)))
+    watching = [await _session(server) for _ in range(watchers)]
+    for w, _ in watching:
+        w.data_received(_frame(1, *rq.path_int(OpCode.ADD_WATCH, "/", 1)))
     await asyncio.sleep(0.01)
     before, errors_before = transport.replies, transport.errors  # the handshake is no reply
-    frames = [_frame(1000 + i, *_request(kind, i)) for i in range(n)]
+    events_before = sum(t.replies for _, t in watching)
+    frames = [_frame(1000 + i, *_request(kind, i, acl)) for i in range(n)]
     prof = cProfile.Profile() if profile else None
     t0 = time.perf_counter()
     if prof:
@@ -107,7 +126,9 @@ async def run(kind: str, n: int, profile: bool) -> None:
     replies, errors = transport.replies - before, transport.errors - errors_before
     if replies != n or errors:
         raise SystemExit(f"{kind}: {replies} replies to {n} requests, {errors} errors")
-    print(f"{kind}: {took / n * 1e6:.1f} us per request ({n / took:,.0f} requests/s)")
+    events = sum(t.replies for _, t in watching) - events_before
+    extra = f", {events / n:g} events per request" if watchers else ""
+    print(f"{kind}: {took / n * 1e6:.1f} us per request ({n / took:,.0f} requests/s{extra})")
 
 
 def main() -> None:
@@ -115,8 +136,10 @@ def main() -> None:
     p.add_argument("kind", choices=["set", "create", "get", "multi"])
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--watchers", type=int, default=0)
+    p.add_argument("--acl", choices=["open", "closed"], default="open")
     a = p.parse_args()
-    asyncio.run(run(a.kind, a.requests, a.profile))
+    asyncio.run(run(a.kind, a.requests, a.profile, a.watchers, a.acl == "closed"))
 
 
 if __name__ == "__main__":
