@@ -423,6 +423,16 @@ class ZooKeeperServer:
         self._request_flush()
         return hdr.zxid
 
+    def replace_tree(self, tree: DataTree) -> None:
+        """Learner: the tree a sync brought (SNAP) or left (TRUNC) replaces ours; its
+        sessions are tracked from now on."""
+        self.tree = tree
+        self.preparer.tree = tree
+        self.zxid = tree.last_processed_zxid
+        now = self.now_ms()
+        for sid, timeout in tree.sessions.items():
+            self.sessions.add(sid, timeout, now)
+
     def submit_internal(self, op: int, req: Any) -> None:
         """A write from the server itself (container and TTL sweeps), session 0.
 

@@ -215,9 +215,9 @@ def _quorum_rows(server: ZooKeeperServer) -> list[tuple[str, object]]:
         return []
     state = {"leader": "leading", "follower": "following", "observer": "observing"}.get(zab.role, zab.role)
     rows: list[tuple[str, object]] = [("zk_peer_state", f"{state} - broadcast")]
-    peer = getattr(zab, "peer", None)
-    if peer is not None:
-        rows.append(("zk_quorum_size", len(peer.voters)))
+    voters = getattr(zab, "voters", None)
+    if voters:
+        rows.append(("zk_quorum_size", len(voters)))
     leader = getattr(zab, "leader", None)
     if zab.role == "leader" and leader is not None:
         learners = list(leader.learners.values())
