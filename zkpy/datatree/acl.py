@@ -176,6 +176,16 @@ def check_acl(
     return False
 
 
+def world_readable(acls: Sequence[ACL]) -> bool:
+    """Does the ACL let every session READ (world:anyone with READ, or no ACL at all)?"""
+    if not acls:
+        return True
+    for a in acls:
+        if a.perms & 1 and a.scheme == "world" and a.id == "anyone":  # 1: Perm.READ
+            return True
+    return False
+
+
 def require(acls: Sequence[ACL] | None, perm: int, auth_ids: Sequence[AuthId], skip_acl: bool) -> None:
     if not check_acl(acls, perm, auth_ids, skip_acl):
         raise KeeperError(Err.NOAUTH)

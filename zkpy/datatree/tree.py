@@ -119,9 +119,13 @@ class Znode:
 
 
 class Event(NamedTuple):
+    """A fired watch: who to tell, and the ACL that decides whether each may be told
+    (the node's own; the parent's for NodeChildrenChanged; the deleted node's last)."""
+
     type: int
     path: str
     watchers: set[Hashable]
+    acl: tuple[ACL, ...] = ()
 
 
 class ApplyResult(NamedTuple):
@@ -260,10 +264,10 @@ class DataTree:
         w = self.watches
         ws = w.data.trigger(t.path)
         if ws:
-            events.append(Event(EventType.NODE_CREATED, t.path, ws))
+            events.append(_tuple(Event, (EventType.NODE_CREATED, t.path, ws, node.acl)))
         ws = w.child.trigger(parent_path)
         if ws:
-            events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, ws))
+            events.append(_tuple(Event, (EventType.NODE_CHILDREN_CHANGED, parent_path, ws, parent.acl)))
         return _tuple(ApplyResult, (0, t.path, node.stat_bytes() if self.replies else None, None, 0))
 
     def _index_owner(self, path: str, owner: int) -> None:
@@ -308,9 +312,11 @@ class DataTree:
         self.quotas.deleted(path, len(node.data) if node.data else 0)
         w = self.watches
         first = w.data.trigger(path)
-        events.append(Event(EventType.NODE_DELETED, path, first))
-        events.append(Event(EventType.NODE_DELETED, path, w.child.trigger(path, first)))
-        events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, w.child.trigger(parent_path)))
+        acl = node.acl
+        events.append(Event(EventType.NODE_DELETED, path, first, acl))
+        events.append(Event(EventType.NODE_DELETED, path, w.child.trigger(path, first), acl))
+        events.append(Event(EventType.NODE_CHILDREN_CHANGED, parent_path, w.child.trigger(parent_path),
+                            parent.acl if parent is not None else ()))
         return ApplyResult(0)
 
     def _set_data(self, t: SetDataTxn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
@@ -325,7 +331,7 @@ class DataTree:
         node.mtime = hdr.time
         ws = self.watches.data.trigger(t.path)
         if ws:
-            events.append(Event(EventType.NODE_DATA_CHANGED, t.path, ws))
+            events.append(_tuple(Event, (EventType.NODE_DATA_CHANGED, t.path, ws, node.acl)))
         return _tuple(ApplyResult, (0, None, node.stat_bytes() if self.replies else None, None, 0))
 
     def _close_session(self, hdr: TxnHeader, txn: Txn, events: list[Event]) -> ApplyResult:

@@ -20,14 +20,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from zkpy.datatree.acl import check_acl, world_readable
 from zkpy.datatree.tree import DataTree, Event, owner_ttl
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import (
     Err,
     KeeperError,
     OpCode,
+    Perm,
 )
 from zkpy.jute.records import (
+    ACL,
+    OPEN_ACL_UNSAFE,
     REQUEST_DECODERS,
     ConnectRequest,
     MultiRequest,
@@ -119,6 +123,7 @@ class ZooKeeperServer:
         # connected here; a learner's clients are owned by that learner's server id.
         self.server_id = server_id
         self.tree = tree or DataTree()
+        self._readable_acl: tuple[ACL, ...] = OPEN_ACL_UNSAFE  # see _deliver
         self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types))
         self.txn_log = txn_log
         self.zab = zab
@@ -631,12 +636,28 @@ class ZooKeeperServer:
             self._read(conn, xid, op, req, extra)
 
     def _deliver(self, events: list[Event]) -> None:
+        """Send each event to those of its watchers that may READ the node (CVE-2024-23944:
+        Apache ZooKeeper checks the event's ACL against the watcher connection's auth ids
+        when it delivers; a one-shot watch is used up all the same).  Almost every node
+        shares one interned world-readable ACL tuple, remembered in _readable_acl, so the
+        common case costs one identity test per event."""
         for ev in events:
-            if not ev.watchers:
+            watchers = ev.watchers
+            if not watchers:
                 continue
             data = notification(ev.type, ev.path)
-            for w in ev.watchers:
-                w.notify(data)  # type: ignore[attr-defined]
+            acl = ev.acl
+            if acl is self._readable_acl or self.config.skip_acl:
+                for w in watchers:
+                    w.notify(data)  # type: ignore[attr-defined]
+            elif world_readable(acl):
+                self._readable_acl = acl
+                for w in watchers:
+                    w.notify(data)  # type: ignore[attr-defined]
+            else:
+                for w in watchers:
+                    if check_acl(acl, Perm.READ, w.auth_ids):  # type: ignore[attr-defined]
+                        w.notify(data)  # type: ignore[attr-defined]
 
     # ---- reads ----------------------------------------------------------------------
     def _read(self, conn: ClientConnection, xid: int, op: int, req: Any, started: float) -> None:
