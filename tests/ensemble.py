@@ -181,10 +181,13 @@ class Member:
                        f"-Dzookeeper.log.dir={self.workdir}",
                        f"-Dlog4j.configuration=file:{self.workdir / 'log4j.properties'}",
                        "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
-            else:
+            env = dict(os.environ)
+            if self.kind == "zkpy":
                 cmd = [sys.executable, "-m", "zkpy.server.main", "start", str(cfg)]
+                # the -D switches reach zkpy the way zkServer.sh passes them to Java
+                env["SERVER_JVMFLAGS"] = " ".join(self.ensemble.jvm_flags)
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         cwd=self.workdir, env=dict(os.environ))
+                                         cwd=self.workdir, env=env)
         self.paused = False
         return self
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from zkpy.datatree.tree import DataTree
 from zkpy.persistence.files import VERSION_DIR, file_name, valid_snapshots
-from zkpy.persistence.recovery import purge, recover, take_snapshot
+from zkpy.persistence.recovery import recover, take_snapshot
 from zkpy.persistence.snapshot import no_gc, snapshot_items, write_snapshot, write_snapshot_items
 from zkpy.persistence.txnlog import TxnLog
 from zkpy.server.config import Config
@@ -115,12 +115,6 @@ class Database:
         fut = asyncio.get_running_loop().run_in_executor(self._executor, write)
         fut.add_done_callback(done)
         self._writer, self._written = writer, fut
-
-    def purge(self) -> list[Path]:
-        removed = purge(self.config.data_dir, self.config.data_log_dir, self.config.snap_retain_count)
-        for p in removed:
-            log.info("purged %s", p)
-        return removed
 
     def stop_snapshots(self) -> None:
         """Wait for a snapshot being written; the txn log stays open."""

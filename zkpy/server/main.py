@@ -125,17 +125,12 @@ def _load_or_exit(config: str) -> Config:
 
 
 async def _run_quorum(cfg: Config) -> None:
-    import signal
-
+    from zkpy.server.runtime import ServerRuntime
     from zkpy.zab.peer import QuorumPeer
 
     if cfg.init_limit is None or cfg.sync_limit is None:
         raise RuntimeError("an ensemble needs initLimit and syncLimit in the config")
-    peer = QuorumPeer(cfg)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, peer.request_stop)
-    await peer.run()
+    await ServerRuntime(cfg, QuorumPeer(cfg)).run_until_stopped()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""QuorumPeer: the asyncio shell that runs election, then leads or follows.
+"""QuorumPeer: the ensemble role, which runs election, then leads or follows.
 
 All protocol decisions live in the pure cores (zkpy.election.fle, zkpy.zab.leader,
 zkpy.zab.learner); this module moves their bytes over TCP, executes their actions in
 order, and swaps the server core a client connection talks to when the role changes.
-On every return to LOOKING the database is reloaded from disk, so the tree is exactly
-what the txn log holds.
+The client listener, the housekeeping timers and the signals belong to the runtime
+(zkpy.server.runtime), as for a standalone server.  After a role, the tree is kept in
+memory and the txns that role logged but did not apply are replayed from the log.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from zkpy.persistence.recovery import recover, replay, take_snapshot
 from zkpy.persistence.snapshot import no_gc
 from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
-from zkpy.server.connection import ClientConnection
 from zkpy.server.core import ZooKeeperServer
 from zkpy.server.database import Database
 from zkpy.zab import actions as A
@@ -150,7 +150,6 @@ class QuorumPeer:
         self._role_done: asyncio.Future[str] | None = None
         self._fle_timer: asyncio.TimerHandle | None = None
         self._stopping = False
-        self.listener: asyncio.base_events.Server | None = None
         self.txn_log: TxnLog | None = None
         self.database: Database | None = None
 
@@ -162,41 +161,38 @@ class QuorumPeer:
     def now() -> int:
         return int(time.monotonic() * 1000)
 
-    # ---- lifecycle --------------------------------------------------------------
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+    # ---- lifecycle (called by the runtime) ----------------------------------------
+    def client_address(self) -> tuple[str, int]:
+        return self.config.client_port_address, self.config.client_port or self.me.client_port or 2181
+
+    async def open(self) -> None:
         peers = {sid: (s.host, s.election_port) for sid, s in self.config.servers.items()}
         self.transport = ElectionTransport(self.my_id, (self.me.host, self.me.election_port), peers,
                                            self._on_election_message)
         await self.transport.start()
-        port = self.config.client_port or self.me.client_port or 2181
-        addr = self.config.client_port_address
-        self.listener = await loop.create_server(lambda: ClientConnection(self.core), addr, port,
-                                                 reuse_address=True, backlog=1024)
-        log.info("server %d: clients on %s:%d, election on %s:%d", self.my_id, addr, port,
-                 self.me.host, self.me.election_port)
+        log.info("server %d: election on %s:%d, quorum port %d", self.my_id, self.me.host,
+                 self.me.election_port, self.me.quorum_port)
+
+    def serving(self) -> None:
+        pass
 
     async def run(self) -> None:
-        await self.start()
         kept: DataTree | None = None
-        try:
-            while not self._stopping:
-                tree, last_zxid = self._load_tree(kept)
-                accepted, current = load_epochs(self.snap_dir, last_zxid)
-                decided = await self._elect(last_zxid, current, tree)
-                if self._stopping:
-                    break
-                if decided.state == ServerState.LEADING:
-                    reason = await self._lead(tree, last_zxid, accepted, current)
-                else:
-                    reason = await self._follow(decided, tree, last_zxid, accepted, current)
-                log.warning("server %d leaves %s: %s", self.my_id, self.state.name, reason)
-                role_core = self.core
-                usable = role_core.zab is not None and role_core.write_error is None
-                kept = role_core.tree if usable else None
-                self._retire_core()  # closes the txn log: everything logged is on disk now
-        finally:
-            await self.stop()
+        while not self._stopping:
+            tree, last_zxid = self._load_tree(kept)
+            accepted, current = load_epochs(self.snap_dir, last_zxid)
+            decided = await self._elect(last_zxid, current, tree)
+            if self._stopping:
+                break
+            if decided.state == ServerState.LEADING:
+                reason = await self._lead(tree, last_zxid, accepted, current)
+            else:
+                reason = await self._follow(decided, tree, last_zxid, accepted, current)
+            log.warning("server %d leaves %s: %s", self.my_id, self.state.name, reason)
+            role_core = self.core
+            usable = role_core.zab is not None and role_core.write_error is None
+            kept = role_core.tree if usable else None
+            self._retire_core()  # closes the txn log: everything logged is on disk now
 
     def _load_tree(self, kept: DataTree | None) -> tuple[DataTree, int]:
         """The tree to elect with: recovered from disk at start-up; after a role, the tree
@@ -218,14 +214,8 @@ class QuorumPeer:
                  start, count)
         return kept, kept.last_processed_zxid
 
-    async def stop(self) -> None:
-        self._stopping = True
-        for fut in (self._decided, self._role_done):
-            if fut is not None and not fut.done():
-                fut.set_result("stopping")  # type: ignore[arg-type]
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+    async def close(self) -> None:
+        self.request_stop()
         if self.transport is not None:
             await self.transport.close()
             self.transport = None
@@ -287,10 +277,6 @@ class QuorumPeer:
             c.close()
         old.close()
         log.warning("server %d: no quorum; serving read-only clients", self.my_id)
-        while True:
-            await asyncio.sleep(self.tick / 1000.0)
-            core.expire_sessions()
-            core.flush_dirty()
 
     async def _elect(self, last_zxid: int, current_epoch: int, tree: Any = None) -> Decided:
         self.state = ServerState.LOOKING
@@ -378,9 +364,6 @@ class QuorumPeer:
 
         def tick() -> None:
             glue.run(leader.tick(self.now()))
-            if leader.established:
-                core.expire_sessions()
-                core.flush_dirty()
 
         ticker = loop.create_task(self._ticker(tick))
         try:

@@ -1,0 +1,143 @@
+"""The runtime every server runs in, whatever its role: the client listener, the
+housekeeping timers, signals and shutdown.
+
+A role supplies "the current core" (the `ZooKeeperServer` that client connections talk
+to) and its own lifecycle: a standalone server (`server/standalone.py`) has one core for
+its whole life; an ensemble member (`zab/peer.py`) builds a new core for each role it
+takes (leader, follower, observer, read-only).  Connections are bound to the core that
+is current when they are accepted; a role change closes them and clients reconnect.
+
+The timers ask the current core to act and the core decides whether its role does it:
+session expiry runs on the leader or standalone (a learner's global sessions are the
+leader's to expire), container and TTL sweeps run where txns are proposed (the leader
+or standalone, as ZooKeeper's ContainerManager) and submit deletes as ordinary txns, and
+autopurge (`autopurge.purgeInterval` hours) runs on every member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from zkpy.persistence.recovery import purge
+from zkpy.server.config import Config
+from zkpy.server.connection import ClientConnection
+from zkpy.server.core import ZooKeeperServer
+
+log = logging.getLogger("zkpy.server")
+
+
+class Role(Protocol):
+    """What the runtime needs from a standalone server or an ensemble member."""
+
+    @property
+    def core(self) -> ZooKeeperServer:
+        """The core a client accepted now is served by."""
+        ...
+
+    def client_address(self) -> tuple[str, int]: ...
+
+    async def open(self) -> None:
+        """Before the listener opens: recover the data, open ports of its own."""
+
+    def serving(self) -> None:
+        """Right after the listener opened."""
+
+    async def run(self) -> None:
+        """Serve until `request_stop`."""
+
+    def request_stop(self) -> None: ...
+
+    async def close(self) -> None:
+        """After the listener and the timers are stopped: drain, close files."""
+
+
+class ServerRuntime:
+    """Owns the listener, the timers, the signals and the order of start and stop."""
+
+    def __init__(self, config: Config, role: Role) -> None:
+        self.config = config
+        self.role = role
+        self.listener: asyncio.base_events.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        assert self.listener is not None
+        return int(self.listener.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self.role.open()
+        role = self.role
+        addr, port = role.client_address()
+        self.listener = await loop.create_server(lambda: ClientConnection(role.core), addr, port,
+                                                 reuse_address=True, backlog=1024)
+        log.info("serving clients on %s:%d (dataDir=%s)", addr, self.port, self.config.data_dir)
+        role.serving()
+        cfg = self.config
+        self._every(min(cfg.tick_time / 1000.0, 0.5), self._expire_sessions)
+        interval = cfg.container_check_interval_ms / 1000.0
+        per_run = max(1, int(cfg.container_max_per_minute * interval / 60.0))
+        self._every(interval, lambda: self._sweep_containers(per_run))
+        if cfg.purge_interval_hours > 0:
+            self._every(cfg.purge_interval_hours * 3600.0, self._purge)
+
+    def _every(self, seconds: float, fn: Callable[[], None]) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(seconds)
+                try:
+                    fn()
+                except Exception:  # a housekeeping failure must not end the timer
+                    log.exception("housekeeping task failed")
+
+        self._tasks.append(asyncio.get_running_loop().create_task(loop()))
+
+    def _expire_sessions(self) -> None:
+        core = self.role.core
+        if core.serving:
+            core.expire_sessions()
+            core.flush_dirty()
+
+    def _sweep_containers(self, per_run: int) -> None:
+        self.role.core.sweep_containers(int(time.time() * 1000), per_run)
+
+    def _purge(self) -> None:
+        cfg = self.config
+        for p in purge(cfg.data_dir, cfg.data_log_dir, cfg.snap_retain_count):
+            log.info("purged %s", p)
+
+    async def run_until_stopped(self) -> None:
+        """Start, serve until SIGTERM/SIGINT (or `request_stop`), then stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):
+                pass
+        try:
+            await self.start()
+            await self.role.run()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self.role.request_stop()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("shutting down")
+        for t in self._tasks:
+            t.cancel()
+        if self.listener is not None:
+            self.listener.close()
+        await self.role.close()
+        log.info("stopped")
