@@ -345,6 +345,54 @@ def test_max_client_cnxns_per_ip(server):
         shutil.rmtree(srv.workdir, ignore_errors=True)
 
 
+def test_max_cnxns_limits_connections_in_total(server):
+    """maxCnxns=10: of 20 clients (from one address, maxClientCnxns=0) the first 10 get
+    sessions; the rest are closed before any reply; freeing one lets one more in."""
+    srv = start_server(server.kind, {"maxCnxns": "10"})
+    conns: list[RawConnection] = []
+    try:
+        refused = 0
+        for _ in range(20):
+            try:
+                c = RawConnection(srv.port)
+            except OSError:  # closed by the server while connecting
+                refused += 1
+                continue
+            try:
+                c.handshake()
+                conns.append(c)
+            except (Closed, OSError):
+                c.close()
+                refused += 1
+        assert (len(conns), refused) == (10, 10)
+        for c in conns:
+            c.ping()
+        assert _rejected(srv.port)
+        conns.pop().end()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                c = RawConnection(srv.port)
+            except OSError:
+                c = None
+            try:
+                if c is not None:
+                    c.handshake()
+                    conns.append(c)
+                    break
+            except (Closed, OSError):
+                c.close()
+            assert time.monotonic() < deadline, "no slot became free"
+            time.sleep(0.1)
+        conns[-1].ping()
+        assert srv.proc is not None and srv.proc.poll() is None
+    finally:
+        for c in conns:
+            c.end()
+        srv.stop()
+        shutil.rmtree(srv.workdir, ignore_errors=True)
+
+
 def test_many_connections_opened_and_dropped(server, zk, base):
     socks = []
     for i in range(50):

@@ -82,6 +82,7 @@ class Config:
     min_session_timeout: int = -1
     max_session_timeout: int = -1
     global_outstanding_limit: int = 1000
+    max_cnxns: int = 0  # total client connections; 0 = no limit
     max_buffer: int = 1048575
     four_letter_words: frozenset[str] = frozenset({"srvr"})
     extended_types: bool = False
@@ -299,6 +300,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         min_session_timeout=_int(raw, "minSessionTimeout", -1),
         max_session_timeout=_int(raw, "maxSessionTimeout", -1),
         global_outstanding_limit=_int(raw, "globalOutstandingLimit", 1000, minimum=1),
+        max_cnxns=max(0, _int(raw, "maxCnxns", 0)),  # Java: <= 0 is no limit
         max_buffer=_int(raw, "jute.maxbuffer", 1048575, minimum=1024),
         four_letter_words=frozenset(words),
         extended_types=_bool(raw, "extendedTypesEnabled", False),

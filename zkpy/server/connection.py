@@ -70,7 +70,13 @@ class ClientConnection(asyncio.Protocol):
         self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
         self.peer = f"{self.peer_ip}:{self.peer_port}"
         server = self.server
-        limit = server.config.max_client_cnxns
+        config = server.config
+        limit = config.max_client_cnxns
+        if config.max_cnxns > 0 and len(server.connections) >= config.max_cnxns:
+            log.warning("too many connections (maxCnxns=%d); closing %s", config.max_cnxns, self.peer)
+            self.closed = True
+            transport.close()
+            return
         if limit > 0 and sum(1 for c in server.connections if c.peer_ip == self.peer_ip) >= limit:
             log.warning("too many connections from %s (maxClientCnxns=%d); closing", self.peer_ip, limit)
             self.closed = True
