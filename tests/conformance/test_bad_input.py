@@ -246,6 +246,21 @@ def test_unknown_auth_scheme_is_auth_failed_then_close(server):
         c.end()
 
 
+def test_frames_after_a_failed_auth_are_not_executed(server, zk, base):
+    """A bad auth and a create in the same segment: AUTHFAILED, the connection closes,
+    and the create behind the auth packet is never applied."""
+    c = established(server)
+    try:
+        auth = struct.pack(">ii", rawconn.AUTH_XID, rawconn.AUTH) + struct.pack(">i", 0) \
+            + rawconn.ustring("bogus") + rawconn.buffer(b"x")
+        create = struct.pack(">ii", 1, rawconn.CREATE) + rawconn.create_body(base + "/after-auth")
+        c.send_raw(b"".join(struct.pack(">i", len(p)) + p for p in (auth, create)))
+        assert outcome(c) == [(rawconn.AUTH_XID, AUTHFAILED), "closed"]
+    finally:
+        c.close()
+    assert zk.exists(base + "/after-auth") is None
+
+
 # --------------------------------------------------------------------------- before the handshake
 
 

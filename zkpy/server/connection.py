@@ -126,7 +126,7 @@ class ClientConnection(asyncio.Protocol):
         if self.state == ESTABLISHED:
             server.touch(self)
         try:
-            while end - pos >= 4 and not self.closed:
+            while end - pos >= 4 and not self.closed and not self._close_when_flushed:
                 if self.state == CONNECTING:
                     break
                 n = INT.unpack_from(buf, pos)[0]
@@ -257,6 +257,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def close_after_flush(self) -> None:
+        """Close once the replies so far are out; no later frame is processed."""
         self._close_when_flushed = True
 
     def close(self) -> None:
