@@ -140,15 +140,31 @@ def test_replayed_delete_of_a_child_missing_from_a_fuzzy_snapshot_moves_parent_p
     assert_same_tree(tree, live)
 
 
-def test_logs_only_are_replayed_from_zero(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_without_snapshot_refuse_unless_trusted(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """As Java's FileTxnSnapLog.restore: txns in the logs but no snapshot is refused unless
+    zookeeper.snapshot.trust.empty (then the logs are replayed from zxid 0)."""
     live = DataTree()
     txns = workload(42, 200, shadow=live)
     log_txns(tmp_path / "version-2", txns, roll_every=50)
+    before = sorted((p.name, p.read_bytes()) for p in (tmp_path / "version-2").iterdir())
+    with pytest.raises(RecoveryError, match="No snapshot found, but there are log entries .*0xc8.*"
+                                            "zookeeper.snapshot.trust.empty=true"):
+        recover(tmp_path, tmp_path)
+    assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "version-2").iterdir()) == before
     with caplog.at_level(logging.WARNING, logger="zkpy.persistence"):
-        tree, last = recover(tmp_path, tmp_path)
+        tree, last = recover(tmp_path, tmp_path, trust_empty=True)
     assert last == 200
     assert_same_tree(tree, live)
-    assert "replaying the logs from zxid 0" in caplog.text
+    assert "This should only be allowed during upgrading" in caplog.text
+
+
+def test_no_snapshot_and_logs_without_txns_is_a_fresh_start(tmp_path: Path) -> None:
+    v2 = tmp_path / "version-2"
+    v2.mkdir()
+    (v2 / "log.1").write_bytes(bytes(4096))  # created and preallocated, nothing written
+    tree, last = recover(tmp_path, tmp_path)
+    assert last == 0 and len(tree.nodes) == len(DataTree().nodes)
 
 
 def _two_snapshots(tmp_path: Path) -> tuple[DataTree, Path, Path]:
@@ -199,6 +215,7 @@ def test_all_snapshots_corrupt_is_an_error(tmp_path: Path) -> None:
 def test_torn_log_tail_then_new_appends(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     v2 = tmp_path / "version-2"
     v2.mkdir()
+    take_snapshot(DataTree(), tmp_path)  # snapshot.0, as every server writes at its first start
     txns = workload(9, 150, shadow=DataTree())
     log_txns(v2, txns[:100])
     last_file = log_files(v2)[-1][1]
@@ -294,7 +311,7 @@ def test_take_snapshot_then_recover(tmp_path: Path) -> None:
     live = DataTree()
     txns = workload(2, 100, shadow=live)
     log_txns(tmp_path / "logs" / "version-2", txns)
-    tree, _ = recover(tmp_path / "data", tmp_path / "logs")
+    tree, _ = recover(tmp_path / "data", tmp_path / "logs", trust_empty=True)
     p = take_snapshot(tree, tmp_path / "data")
     assert p.name == "snapshot.64"
     tree2, last = recover(tmp_path / "data", tmp_path / "logs")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import struct
@@ -31,7 +30,7 @@ from zkpy.jute.txns import (
     decode_txn,
     encode_txn,
 )
-from zkpy.persistence.files import log_files
+from zkpy.persistence.files import RecoveryError, log_files
 from zkpy.persistence.logscan import first_needed, iter_file, scan_file, strip_digest
 from zkpy.persistence.txnlog import (
     LOG_MAGIC,
@@ -317,10 +316,17 @@ def test_cut_at_any_offset_recovers_prefix(tmp_path_factory: pytest.TempPathFact
     assert list(iter_log(d)) == got + more
 
 
+def _snapshot_dir(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in d.iterdir()}
+
+
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_bit_flip_recovers_consistent_prefix(tmp_path_factory: pytest.TempPathFactory,
-                                             data: st.DataObject) -> None:
+def test_bit_flip_never_loses_txns_silently(tmp_path_factory: pytest.TempPathFactory,
+                                            data: st.DataObject) -> None:
+    """A flipped bit in a log that a later file follows: every txn comes back (the flip
+    was in the zero padding or in bytes nobody reads), or recovery refuses and leaves
+    every file as it was.  Never a shorter history (that used to be cut silently)."""
     d = tmp_path_factory.mktemp("flip")
     write_log(d, _ONE_FILE[:20], prealloc=4096)
     write_log(d, _ONE_FILE[20:], prealloc=4096)  # second file
@@ -331,44 +337,78 @@ def test_bit_flip_recovers_consistent_prefix(tmp_path_factory: pytest.TempPathFa
     bit = data.draw(st.integers(0, 7), label="bit")
     raw[off] ^= 1 << bit
     first.write_bytes(bytes(raw))
-    repair_log(d)
-    got = list(iter_log(d))
-    intact = sum(1 for e in ends if e <= off) if off >= 16 else 0
-    assert got == _ONE_FILE[: len(got)]  # always a prefix
-    assert len(got) >= intact
-    if off >= ends[-1]:  # a flip in the padding after the data loses nothing
-        assert got == _ONE_FILE
-    elif len(got) < 20:
-        assert not (d / "log.15").exists()
-        assert (d / "discarded-log.15").exists()
+    before = _snapshot_dir(d)
+    try:
+        got = list(iter_repaired_log(d))
+    except RecoveryError as e:
+        assert "log.1" in str(e) and "backup" in str(e)
+        assert _snapshot_dir(d) == before  # nothing cut, nothing renamed
+        assert off < ends[-1] and off not in range(8, 16)  # only real damage is refused
+        return
+    assert got == _ONE_FILE
+    assert list(iter_log(d)) == _ONE_FILE
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_bit_flip_in_the_last_file(tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    """A flipped bit in the newest file: refused, or every txn back; the only txn that can
+    go is a last entry whose length now points into the zero padding (ZooKeeper drops
+    such a "partial" last entry too)."""
+    d = tmp_path_factory.mktemp("flip1")
+    write_log(d, _ONE_FILE, prealloc=4096)
+    f = d / "log.1"
+    raw = bytearray(f.read_bytes())
+    ends = _entry_ends(bytes(raw))
+    off = data.draw(st.integers(0, len(raw) - 1), label="offset")
+    raw[off] ^= 1 << data.draw(st.integers(0, 7), label="bit")
+    f.write_bytes(bytes(raw))
+    before = _snapshot_dir(d)
+    try:
+        got = list(iter_repaired_log(d))
+    except RecoveryError:
+        assert _snapshot_dir(d) == before
+        return
+    assert got == _ONE_FILE or (got == _ONE_FILE[:-1] and ends[-2] + 8 <= off < ends[-2] + 12), off
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_repairing_walk_yields_what_repair_then_iter_does(tmp_path_factory: pytest.TempPathFactory,
-                                                          data: st.DataObject) -> None:
-    one, two = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
-    for d in (one, two):
-        write_log(d, _ONE_FILE[:15], prealloc=4096)
-        write_log(d, _ONE_FILE[15:30], prealloc=4096)
-        write_log(d, _ONE_FILE[30:], prealloc=4096)
+def test_damage_then_cut_is_refused_or_a_torn_tail(tmp_path_factory: pytest.TempPathFactory,
+                                                    data: st.DataObject) -> None:
+    """A flipped bit and the file cut somewhere after it, in one of three files, read
+    from several snapshot zxids: recovery refuses with every file unchanged, or yields
+    what iter_log reads afterwards, and only the last file may come back shorter."""
+    d = tmp_path_factory.mktemp("one")
+    write_log(d, _ONE_FILE[:15], prealloc=4096)
+    write_log(d, _ONE_FILE[15:30], prealloc=4096)
+    write_log(d, _ONE_FILE[30:], prealloc=4096)
     victim = data.draw(st.sampled_from(["log.1", "log.10", "log.1f"]), label="file")
-    raw = bytearray((one / victim).read_bytes())
+    raw = bytearray((d / victim).read_bytes())
     off = data.draw(st.integers(0, len(raw) - 1), label="offset")
     raw[off] ^= 1 << data.draw(st.integers(0, 7), label="bit")
     cut = data.draw(st.integers(off + 1, len(raw)), label="cut")
-    for d in (one, two):
-        (d / victim).write_bytes(bytes(raw[:cut]))
+    (d / victim).write_bytes(bytes(raw[:cut]))
     frm = data.draw(st.sampled_from([0, 5, 15, 16, 29, 40]), label="from")
+    before = _snapshot_dir(d)
     actions: list[str] = []
-    walked = list(iter_repaired_log(one, frm, actions))
-    assert actions == repair_log(two, frm)
-    assert walked == list(iter_log(two, frm))
-    assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
-    assert all((one / p.name).read_bytes() == p.read_bytes() for p in two.iterdir())
+    try:
+        walked = list(iter_repaired_log(d, frm, actions))
+    except RecoveryError:
+        assert _snapshot_dir(d) == before
+        return
+    want = [t for t in _ONE_FILE if t[0].zxid > frm]
+    assert walked == list(iter_log(d, frm))
+    assert repair_log(d, frm) == []  # a second look finds nothing to do
+    if walked != want:
+        assert victim == "log.1f" and walked == want[: len(walked)], (victim, off, cut)
+    for a in actions:
+        if a.startswith("torn tail"):
+            kept = [p for p in d.iterdir() if p.name.startswith("discarded-")]
+            assert kept
 
 
-def test_checksum_mismatch_truncates_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_checksum_mismatch_mid_log_refuses(tmp_path: Path) -> None:
     txns = sample_txns(10)
     write_log(tmp_path, txns, prealloc=0)
     f = tmp_path / "log.1"
@@ -376,14 +416,76 @@ def test_checksum_mismatch_truncates_with_warning(tmp_path: Path, caplog: pytest
     ends = _entry_ends(bytes(raw))
     raw[ends[5] + 20] ^= 0xFF  # inside entry 7's header bytes
     f.write_bytes(bytes(raw))
-    with caplog.at_level(logging.WARNING, logger="zkpy.persistence"):
-        actions = repair_log(tmp_path)
-    assert list(iter_log(tmp_path)) == txns[:6]
-    assert f.stat().st_size == ends[5]
-    msg = " ".join(r.getMessage() for r in caplog.records)
-    assert "log.1" in msg and "checksum mismatch" in msg
-    assert f"offset {ends[5]}" in msg and f"dropped {len(raw) - ends[5]} bytes" in msg
-    assert actions and "checksum mismatch" in actions[0]
+    with pytest.raises(RecoveryError) as refused:
+        repair_log(tmp_path)
+    msg = str(refused.value)
+    assert str(f) in msg and f"offset {ends[5]}" in msg and "after zxid 0x6" in msg
+    assert "checksum mismatch" in msg and "valid txns follow it (zxid 0x8" in msg
+    assert f.read_bytes() == bytes(raw)
+    assert list(iter_log(tmp_path)) == txns[:6]  # the plain reader still stops there
+
+
+def test_checksum_mismatch_in_the_last_entry_refuses(tmp_path: Path) -> None:
+    """Nothing valid follows, but the entry is whole (its end marker is there): damaged
+    after it was written, not torn.  ZooKeeper refuses too (CRC check failed)."""
+    txns = sample_txns(10)
+    write_log(tmp_path, txns)
+    f = tmp_path / "log.1"
+    raw = bytearray(f.read_bytes())
+    ends = _entry_ends(bytes(raw))
+    raw[ends[-2] + 40] ^= 0x01
+    f.write_bytes(bytes(raw))
+    with pytest.raises(RecoveryError, match=f"offset {ends[-2]} .*after zxid 0x9.*complete"):
+        repair_log(tmp_path)
+    assert f.read_bytes() == bytes(raw)
+
+
+def test_damaged_length_of_the_last_entry_refuses(tmp_path: Path) -> None:
+    txns = sample_txns(10)
+    write_log(tmp_path, txns)
+    f = tmp_path / "log.1"
+    raw = bytearray(f.read_bytes())
+    ends = _entry_ends(bytes(raw))
+    raw[ends[-2] + 11] ^= 0x10  # the length grows into the zero padding: looks "partial"
+    f.write_bytes(bytes(raw))
+    with pytest.raises(RecoveryError, match="whole on disk"):
+        repair_log(tmp_path)
+
+
+def test_torn_last_entry_is_cut_and_kept(tmp_path: Path) -> None:
+    txns = sample_txns(10)
+    write_log(tmp_path, txns)
+    f = tmp_path / "log.1"
+    raw = bytearray(f.read_bytes())
+    ends = _entry_ends(bytes(raw))
+    torn = bytes(raw[ends[-2] : ends[-1] - 10])
+    raw[ends[-1] - 10 :] = bytes(len(raw) - ends[-1] + 10)
+    f.write_bytes(bytes(raw))
+    actions = repair_log(tmp_path)
+    assert actions and "torn tail after zxid 0x9" in actions[0]
+    assert list(iter_log(tmp_path)) == txns[:9]
+    assert f.stat().st_size == ends[-2]
+    assert (tmp_path / f"discarded-log.1.tail-{ends[-2]}").read_bytes() == torn
+
+
+def test_gap_between_log_files_refuses(tmp_path: Path) -> None:
+    txns = sample_txns(30)
+    write_log(tmp_path, txns, roll_at=(10, 20))  # log.1, log.b, log.15
+    (tmp_path / "log.b").unlink()
+    with pytest.raises(RecoveryError, match=r"log\.15 starts at zxid 0x15 .* ends at zxid 0xa"):
+        repair_log(tmp_path)
+    with pytest.raises(RecoveryError, match="missing"):  # after a snapshot at 5, too
+        repair_log(tmp_path, 5)
+    # a snapshot newer than the gap needs none of the missing txns
+    assert [h.zxid for h, _ in iter_repaired_log(tmp_path, 20)] == list(range(21, 31))
+
+
+def test_log_must_continue_from_the_snapshot(tmp_path: Path) -> None:
+    write_log(tmp_path, sample_txns(10, start=21))
+    with pytest.raises(RecoveryError, match="0xb to 0x14 are missing"):
+        repair_log(tmp_path, 10)
+    assert len(list(iter_repaired_log(tmp_path, 10, gapless=False))) == 10
+    assert len(list(iter_repaired_log(tmp_path, 20))) == 10
 
 
 def test_garbage_after_zero_length_is_cut(tmp_path: Path) -> None:
@@ -418,8 +520,17 @@ def test_bad_magic_is_corrupt(tmp_path: Path) -> None:
     f.write_bytes(bytes(raw))
     assert scan_file(f)[0].status == "corrupt"
     assert list(iter_log(tmp_path)) == []
-    repair_log(tmp_path)
-    assert log_files(tmp_path) == []
+    with pytest.raises(RecoveryError, match="bad magic"):
+        repair_log(tmp_path)
+    assert f.read_bytes() == bytes(raw)
+
+
+def test_torn_file_header_is_set_aside(tmp_path: Path) -> None:
+    write_log(tmp_path, sample_txns(4))
+    (tmp_path / "log.5").write_bytes(struct.pack(">i", LOG_MAGIC)[:2] + bytes(4094))  # crash at creation
+    assert repair_log(tmp_path)
+    assert [z for z, _ in log_files(tmp_path)] == [1]
+    assert (tmp_path / "discarded-log.5").exists()
 
 
 def test_iter_file_reports_partial_tail(tmp_path: Path) -> None:

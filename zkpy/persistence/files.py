@@ -26,6 +26,10 @@ class PersistenceError(Exception):
     """A data or log directory cannot be used (permissions, not a directory, ...)."""
 
 
+class RecoveryError(PersistenceError):
+    """The data cannot be recovered safely without an operator's decision."""
+
+
 def zxid_from_name(name: str, prefix: str) -> int | None:
     """The zxid in a ``prefix.<hex>`` file name, or None if the name is not one."""
     parts = name.split(".")

@@ -15,8 +15,9 @@ How a walk over one file ends (``Tail.status``):
 * ``partial``: an entry runs past the end of the file or lacks its 'B' marker;
 * ``corrupt``: checksum mismatch, impossible length, or a bad file header.
 
-Java aborts loading on ``corrupt``; zkpy's recovery truncates there instead (see
-:func:`zkpy.persistence.txnlog.repair_log`).
+Recovery (:func:`zkpy.persistence.txnlog.iter_repaired_log`) refuses a ``corrupt`` end,
+as Java does, and any damage that valid data follows (:func:`valid_entry_after`); only a
+torn tail (``partial``/``garbage`` with nothing valid after it) is cut.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ CLEAN = ("eof", "zero", "empty")
 _ZXID = struct.Struct(">q")
 _DIGEST_VERSION = b"\x00\x00\x00\x02"
 _ZERO_CHUNK = bytes(1 << 20)
+_HEADER_START = struct.pack(">ii", LOG_MAGIC, LOG_VERSION)
 _tuple = tuple.__new__
 
 
@@ -79,12 +81,17 @@ def walk(buf: bytes | mmap.mmap, tail: Tail, skip_upto: int | None = None) -> It
         head = buf[:min(size, HEADER_SIZE)]
         if head.count(0) == len(head):
             tail.set("empty", 0, "no file header")
+        elif _torn_header(buf):
+            tail.set("partial", 0, "torn file header")
         else:
             tail.set("corrupt", 0, "short file header")
         return
     magic = FILE_HEADER.unpack_from(buf, 0)[0]
     if magic != LOG_MAGIC:
-        tail.set("corrupt", 0, f"bad magic 0x{magic & 0xFFFFFFFF:08x}")
+        if _torn_header(buf):
+            tail.set("partial", 0, "torn file header")
+        else:
+            tail.set("corrupt", 0, f"bad magic 0x{magic & 0xFFFFFFFF:08x}")
         return
     p = HEADER_SIZE
     unpack = CRC_LEN.unpack_from
@@ -130,6 +137,13 @@ def walk(buf: bytes | mmap.mmap, tail: Tail, skip_upto: int | None = None) -> It
         yield p, body
         p = e + 1
         tail.offset = p
+
+
+def _torn_header(buf: bytes | mmap.mmap) -> bool:
+    """Whether the file holds nothing but the start of a file header (then zeros): a
+    crash right after the file was created."""
+    end = data_end(buf)
+    return end <= 8 and buf[:end] == _HEADER_START[:end]
 
 
 def read_file(path: Path) -> bytes | mmap.mmap:
@@ -234,6 +248,84 @@ def nonzero_after(buf: bytes | mmap.mmap, offset: int) -> bool:
         if buf[p:q] != _ZERO_CHUNK[: q - p]:
             return True
         p = q
+    return False
+
+
+def data_end(buf: bytes | mmap.mmap) -> int:
+    """One past the last non-zero byte of buf (0 if it is all zeros): where the
+    preallocated zero padding begins."""
+    p = len(buf)
+    step = len(_ZERO_CHUNK)
+    while p > 0:
+        q = max(0, p - step)
+        chunk = buf[q:p]
+        if chunk != _ZERO_CHUNK[: p - q]:
+            return q + len(chunk.rstrip(b"\x00"))
+        p = q
+    return 0
+
+
+def _whole_entry_at(buf: bytes | mmap.mmap, q: int, size: int) -> tuple[int, int] | None:
+    """(entry length, zxid) if a whole, checksummed txn entry starts at offset q."""
+    if q + 12 > size:
+        return None
+    crc, n = CRC_LEN.unpack_from(buf, q)
+    if n < TXN_HEADER.size or n > MAX_ENTRY:
+        return None
+    e = q + 12 + n
+    if e >= size or buf[e] != EOR:
+        return None
+    if zlib.adler32(buf[q + 12 : e]) != crc:
+        return None
+    return n, _ZXID.unpack_from(buf, q + 24)[0]
+
+
+def valid_entry_after(buf: bytes | mmap.mmap, start: int, after_zxid: int) -> tuple[int, int] | None:
+    """(offset, zxid) of the first whole entry with a matching checksum and a zxid above
+    after_zxid that begins after offset start, or None.
+
+    Entries begin right after the end-of-record byte of the one before, so candidates are
+    the offsets just past a 'B' (0x42) byte: a damaged entry loses its own framing, not
+    that of the entries behind it.  This is what tells damage in the middle of a log
+    (valid txns follow: refuse) from a torn tail (nothing valid follows: cut).
+    """
+    end = data_end(buf)
+    size = len(buf)
+    p = start
+    while p < end:
+        b = buf.find(b"B", p, end)
+        if b < 0:
+            return None
+        p = b + 1
+        found = _whole_entry_at(buf, p, size)
+        if found is not None and found[1] > after_zxid:
+            return p, found[1]
+    return None
+
+
+def complete_entry_at(buf: bytes | mmap.mmap, p: int) -> bool:
+    """Whether the entry at p, reported ``partial``, is in fact whole on disk with a
+    damaged length or end marker rather than torn: its checksum matches its body and a
+    non-zero byte other than 'B' stands where the marker goes (an unwritten marker reads
+    as zero or lies past the end of the file: torn), or its checksum matches at a length
+    ending on a later 'B' before the zero padding."""
+    size = len(buf)
+    if p + 12 > size:
+        return False
+    crc, n = CRC_LEN.unpack_from(buf, p)
+    s = p + 12
+    if (TXN_HEADER.size <= n <= MAX_ENTRY and s + n < size and buf[s + n] != 0
+            and zlib.adler32(buf[s : s + n]) == crc):
+        return True
+    end = min(data_end(buf), s + MAX_ENTRY + 1)
+    b = s + TXN_HEADER.size
+    for _ in range(4096):  # a torn tail is small; do not spend long on garbage
+        b = buf.find(b"B", b, end)
+        if b < 0:
+            return False
+        if zlib.adler32(buf[s:b]) == crc:
+            return True
+        b += 1
     return False
 
 

@@ -2,18 +2,22 @@
 
 Recovery: load the newest snapshot that loads (valid = >= 10 bytes ending in ustring
 "/", then CRC-checked; older ones are tried on failure), then replay every logged txn
-with zxid > the snapshot's zxid.  The log is repaired as it is read: a torn or corrupt
-tail is cut off (see :func:`zkpy.persistence.txnlog.repair_log`) so that new appends
-never follow garbage.  Creates, most of a log tail, are replayed straight from their
-records (:func:`replay_create`).
+with zxid > the snapshot's zxid.  The log is checked as it is read
+(:func:`zkpy.persistence.txnlog.iter_repaired_log`): damage that valid data follows, a
+complete entry failing its checksum, or a gap in the zxids stops recovery with a
+:class:`RecoveryError` naming the file, the offset and the zxid; only a torn tail (the
+last, partly written entries after a crash) is cut off, its bytes kept aside.  Creates,
+most of a log tail, are replayed straight from their records (:func:`replay_create`).
 
-Differences from Java, on purpose:
-
-* a checksum mismatch in the log truncates there with a warning instead of aborting;
-* no snapshot but logs present: the logs are trusted and replayed from zxid 0 (Java
-  refuses unless ``zookeeper.snapshot.trust.empty=true``);
-* valid-looking snapshots that all fail to load: recovery stops with an error rather
-  than silently starting from an older state.
+As Java: no snapshot but txns in the logs is refused unless
+``zookeeper.snapshot.trust.empty=true``; a complete entry failing its checksum is
+refused; an entry without its end marker ends the log.  Differences from Java, on
+purpose: a damaged entry that valid entries follow in its file, or a log file that does
+not continue from the txn before it (a gap), is refused (Java ends the file there, or
+replays across the gap); entries the snapshot already covers are stepped over by their
+framing without checksums (damage there loses nothing); the torn tail is cut (its bytes
+kept) where Java leaves it and logs to a new file; valid-looking snapshots that all fail
+to load stop recovery rather than silently starting from an older state.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from zkpy.jute.txns import TxnHeader, decode_txn
 from zkpy.persistence.files import (
     VERSION_DIR,
     PersistenceError,
+    RecoveryError,
     ensure_dir,
     file_name,
     log_files,
@@ -39,7 +44,7 @@ from zkpy.persistence.files import (
     valid_snapshots,
 )
 from zkpy.persistence.snapshot import SnapshotError, load_snapshot, write_snapshot
-from zkpy.persistence.txnlog import iter_repaired_log
+from zkpy.persistence.txnlog import iter_repaired_log, last_logged_zxid
 
 log = logging.getLogger("zkpy.persistence")
 
@@ -49,10 +54,6 @@ _CREATES = (OpCode.CREATE, OpCode.CREATE2)
 _INT = struct.Struct(">i")
 _CREATE_END = struct.Struct(">?i")  # ephemeral, parentCVersion
 _acl_lists: dict[bytes, tuple[ACL, ...]] = {}  # encoded ACL vector -> interned tuple
-
-
-class RecoveryError(PersistenceError):
-    """The data cannot be recovered safely without an operator's decision."""
 
 
 def version_dirs(data_dir: Path, log_dir: Path | None = None) -> tuple[Path, Path]:
@@ -81,15 +82,21 @@ def load_newest_snapshot(snap_dir: Path) -> tuple[DataTree, int] | None:
     if errors:
         raise RecoveryError(
             f"no snapshot in {snap_dir} could be loaded ({'; '.join(errors)}); refusing to start "
-            "from an older state. Move the damaged snapshots away to fall back to the logs only.")
+            "from an older state. Restore the snapshots from a backup; to rebuild from the txn "
+            "logs alone (only if they go back to the first txn), move the damaged snapshots "
+            "away and set zookeeper.snapshot.trust.empty=true.")
     return None
 
 
-def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]:
+def recover(data_dir: Path, log_dir: Path | None = None,
+            trust_empty: bool = False) -> tuple[DataTree, int]:
     """Rebuild the tree from ``<data_dir>/version-2`` and ``<log_dir>/version-2``.
 
     Returns (tree, last zxid): the highest zxid in the snapshot name or the replayed
-    log.  Raises PersistenceError if a directory cannot be created or read.
+    log.  Raises PersistenceError if a directory cannot be created or read, and
+    RecoveryError for damaged data (see :func:`~zkpy.persistence.txnlog.iter_repaired_log`)
+    or for txn logs without any snapshot unless trust_empty
+    (``zookeeper.snapshot.trust.empty``), as Java's FileTxnSnapLog.restore.
     """
     snap_dir, txn_dir = version_dirs(data_dir, log_dir)
     try:
@@ -98,15 +105,26 @@ def recover(data_dir: Path, log_dir: Path | None = None) -> tuple[DataTree, int]
         raise PersistenceError(f"cannot read {e.filename or snap_dir}: {e.strerror}") from e
     if found is None:
         tree, snap_zxid = DataTree(), 0
-        if log_files(txn_dir):
-            log.warning("no snapshot in %s but txn logs in %s: replaying the logs from zxid 0 "
-                        "(zkpy trusts the logs; Java would refuse without "
-                        "zookeeper.snapshot.trust.empty)", snap_dir, txn_dir)
+        logged = last_logged_zxid(txn_dir) if log_files(txn_dir) else -1
+        if logged >= 0 and not trust_empty:
+            raise RecoveryError(
+                f"No snapshot found, but there are log entries (up to zxid 0x{logged:x} in "
+                f"{txn_dir}): refusing to start, as Apache ZooKeeper does. Without a snapshot "
+                "the logs can only rebuild the tree if they go back to the very first txn; the "
+                f"snapshots in {snap_dir} may have been deleted. Restore them from a backup, or, "
+                "if the logs are known to hold the whole history (an upgrade), start once with "
+                "zookeeper.snapshot.trust.empty=true (in zoo.cfg or as "
+                "-Dzookeeper.snapshot.trust.empty=true in SERVER_JVMFLAGS).")
+        if logged >= 0:
+            log.warning("No snapshot found, but there are log entries (up to zxid 0x%x in %s). "
+                        "This should only be allowed during upgrading: replaying the logs from "
+                        "zxid 0 (zookeeper.snapshot.trust.empty=true)", logged, txn_dir)
     else:
         tree, snap_zxid = found
     try:
-        # the log is repaired on the way (a torn tail is cut once the txns before it are read)
-        count, replayed_to = replay(tree, iter_repaired_log(txn_dir, snap_zxid))
+        # checked on the way; a torn tail is cut once every txn has been read
+        count, replayed_to = replay(tree, iter_repaired_log(txn_dir, snap_zxid,
+                                                            gapless=found is not None))
     except PermissionError as e:
         raise PersistenceError(f"cannot read {e.filename or txn_dir}: {e.strerror}") from e
     last = max(snap_zxid, replayed_to)

@@ -9,6 +9,7 @@ covers many appends (group commit).  Only the worker touches file descriptors.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
 import threading
 import zlib
@@ -16,7 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from zkpy.jute.txns import TXN_HEADER, TxnHeader
-from zkpy.persistence.files import LOG_PREFIX, ensure_dir, fdatasync, file_name, fsync_dir, log_files
+from zkpy.persistence.files import (
+    LOG_PREFIX,
+    RecoveryError,
+    ensure_dir,
+    fdatasync,
+    file_name,
+    fsync_dir,
+    log_files,
+)
 from zkpy.persistence.logscan import (
     CRC_LEN,
     EOR,
@@ -25,13 +34,18 @@ from zkpy.persistence.logscan import (
     LOG_MAGIC,
     LOG_VERSION,
     Tail,
+    complete_entry_at,
+    data_end,
     first_needed,
     follows,
     iter_file,
     iter_log,
     last_logged_zxid,
+    nonzero_after,
     read_file,
     scan_file,
+    split_entry,
+    valid_entry_after,
     walk,
 )
 
@@ -222,6 +236,14 @@ class TxnLog:
 
 
 # ---- repair and truncation ------------------------------------------------------------
+ADVICE = (
+    "zkpy refuses to start rather than serve a history with acknowledged writes missing. "
+    "Restore the data directory from a backup. For a member of an ensemble whose other "
+    "members are healthy: move this server's data directory aside (keep it) and start the "
+    "server on an empty one; it then resyncs from the leader (zkpy does not discard local "
+    "data by itself: a txn only this server still holds would be lost).")
+
+
 def _cut(path: Path, offset: int) -> None:
     if offset <= HEADER_SIZE:
         path.unlink()
@@ -229,80 +251,159 @@ def _cut(path: Path, offset: int) -> None:
         os.truncate(path, offset)
 
 
-def _discard(path: Path) -> Path:
-    dest = path.with_name(DISCARDED_PREFIX + path.name)
-    os.replace(path, dest)
+def _keep_bytes(path: Path, data: bytes, offset: int) -> Path:
+    """Write the bytes about to be cut from path at offset to a side file (fsync'd)."""
+    dest = path.with_name(f"{DISCARDED_PREFIX}{path.name}.tail-{offset}")
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return dest
 
 
-def repair_log(log_dir: Path, from_zxid: int = 0) -> list[str]:
-    """Make the log directory a clean prefix of history; return what was done.
+def continues(last: int, first: int) -> bool:
+    """Whether txns starting at zxid first leave nothing out after zxid last (the next
+    zxid, counter 1 of a later epoch, or an overlap)."""
+    return first <= last + 1 or follows(last, first)
 
-    A torn or corrupt tail (checksum mismatch, partial entry, non-zero bytes after the
-    end of the data) is cut off after the file's last good entry; Java would refuse to
-    load a checksum mismatch, zkpy keeps the good prefix and warns.  If later files do
-    not continue directly from the last good txn (zxid + 1, or counter 1 of a later
-    epoch), they are renamed ``discarded-log.<zxid>`` (kept for the operator, ignored
-    by zkpy and Java): replaying them would skip the txns lost in the damage.  Files
-    without any txn are removed.  Only files that can hold txns > from_zxid (from
-    :func:`~zkpy.persistence.logscan.first_needed` on) are checked.
+
+def _where(last: int) -> str:
+    return f"after zxid 0x{last:x}" if last >= 0 else "before any good txn"
+
+
+def repair_log(log_dir: Path, from_zxid: int = 0, gapless: bool = True) -> list[str]:
+    """Check the log directory and cut a torn tail; return what was done.
+
+    Raises :class:`RecoveryError` (and changes nothing) for damage that is not a torn
+    tail: see :func:`iter_repaired_log`.
     """
     actions: list[str] = []
-    for _txn in iter_repaired_log(log_dir, from_zxid, actions):
+    for _txn in iter_repaired_log(log_dir, from_zxid, actions, gapless):
         pass
     return actions
 
 
 def iter_repaired_log(log_dir: Path, from_zxid: int = 0, actions: list[str] | None = None,
-                      ) -> Iterator[tuple[TxnHeader, bytes]]:
-    """:func:`repair_log` and :func:`~zkpy.persistence.logscan.iter_log` in one walk.
+                      gapless: bool = True) -> Iterator[tuple[TxnHeader, bytes]]:
+    """Every good txn with zxid > from_zxid, in order, checking the log on the way.
 
-    Yields every good txn with zxid > from_zxid, in order; each file is repaired as
-    repair_log describes once its good txns have been yielded (what was done is
-    appended to actions).  Recovery reads the log this way: one pass, one checksum per
-    entry.
+    Recovery reads the log this way: one pass, one checksum per entry.  Only files that
+    can hold txns > from_zxid (:func:`~zkpy.persistence.logscan.first_needed` on) are
+    read.  Once every txn has been yielded (and only then: a refusal leaves every file
+    as it was), a torn tail -- a partly written entry or non-zero bytes after the end,
+    with no valid entry after it in its file and no gap before the next file -- is cut
+    off, its bytes kept in ``discarded-<file>.tail-<offset>``; files without any txn
+    are removed (or set aside as ``discarded-<file>`` if they hold non-zero bytes).
+    What was done is appended to actions.
+
+    Raises :class:`RecoveryError`, as Apache ZooKeeper refuses to load such a log, for
+    a checksum mismatch, an impossible entry length or a bad file header; for a damaged
+    entry that valid entries follow; for an entry whose end marker or length alone is
+    damaged; and for a gap: a log file (or, with gapless, the first txn after
+    from_zxid, the snapshot) that does not continue from the txn before it.
     """
     log_dir = Path(log_dir)
-    done: list[str] = []
     files = log_files(log_dir)
     files = files[first_needed(files, from_zxid):]
     skip = from_zxid if from_zxid > 0 else None
-    last_good = -1
-    for i, (_z, path) in enumerate(files):
+    last_good = from_zxid if gapless else -1
+    deferred: list[tuple[str, Path, int, bytes, int]] = []  # what, file, offset, bytes kept, last zxid
+    for z, path in files:
         tail = Tail()
         count = 0
-        for hdr, rec in iter_file(path, tail, skip, garbage=True):
-            count += 1
-            last_good = hdr.zxid
-            yield hdr, rec
-        if tail.skipped:
-            count += tail.skipped
-            last_good = max(last_good, tail.skipped_last)
-        if tail.status == "empty" or (tail.clean and count == 0):
+        before = last_good
+        buf = read_file(path)
+        try:
+            for _off, body in walk(buf, tail, skip):
+                if count == 0 and not tail.skipped and before >= 0 and not continues(before, z):
+                    raise _gap(path, z, before)
+                count += 1
+                hdr, rec = split_entry(body)
+                last_good = hdr.zxid
+                yield hdr, rec
+            if tail.skipped:
+                if count == 0 and before >= 0 and not continues(before, z):
+                    raise _gap(path, z, before)
+                count += tail.skipped
+                last_good = max(last_good, tail.skipped_last)
+            if tail.status == "zero" and nonzero_after(buf, tail.offset):
+                tail.set("garbage", tail.offset, "non-zero bytes after the end of the data")
+            if tail.clean and tail.status != "empty":
+                if count == 0:
+                    deferred.append(("remove", path, 0, b"", last_good))
+                continue
+            _judge(path, buf, tail, last_good)
+            end = data_end(buf)
+            kept = bytes(buf[tail.offset : end]) if end > tail.offset else b""
+            deferred.append(("cut", path, tail.offset, kept, last_good))
+        finally:
+            if isinstance(buf, mmap.mmap):
+                buf.close()
+    done: list[str] = []
+    for what, path, offset, kept, last in deferred:
+        if what == "remove" or (not kept and offset <= HEADER_SIZE):
             path.unlink()
             done.append(f"removed {path.name}: no txns")
             log.info("txn log %s holds no txns; removed it", path)
             continue
-        if tail.clean:
-            continue
-        msg = (f"truncated {path.name} at offset {tail.offset} after {count} good txns: "
-               f"{tail.status} entry ({tail.detail}); dropped {path.stat().st_size - tail.offset} bytes")
+        if offset <= HEADER_SIZE:  # no txn at all, but non-zero bytes: set the file aside whole
+            dest = path.with_name(DISCARDED_PREFIX + path.name)
+            os.replace(path, dest)
+            msg = f"renamed {path.name} to {dest.name}: no good txn in it, only a torn or empty header"
+        else:
+            size = path.stat().st_size
+            side = _keep_bytes(path, kept, offset) if kept else None
+            _cut(path, offset)
+            msg = (f"torn tail {_where(last)}: truncated {path.name} at offset {offset}, "
+                   f"dropped {size - offset} bytes")
+            if side is not None:
+                msg += f", {len(kept)} of them non-zero, kept in {side.name}"
         log.warning("txn log %s: %s", path, msg)
-        _cut(path, tail.offset)
         done.append(msg)
-        later = files[i + 1 :]
-        if later and not follows(last_good, later[0][0]):
-            for _lz, lp in later:
-                dest = _discard(lp)
-                done.append(f"discarded {lp.name} -> {dest.name}")
-            log.warning("txn log: %d later file(s) renamed with prefix %r because they do not "
-                        "continue from zxid 0x%x: %s", len(later), DISCARDED_PREFIX, last_good,
-                        ", ".join(p.name for _, p in later))
-            break
     if done:
         fsync_dir(log_dir)
         if actions is not None:
             actions += done
+
+
+def _gap(path: Path, first: int, last: int) -> RecoveryError:
+    return RecoveryError(
+        f"txn log {path} starts at zxid 0x{first:x} but the history before it ends at zxid "
+        f"0x{last:x}: txns 0x{last + 1:x} to 0x{first - 1:x} are missing (a log file deleted "
+        f"or damaged?). {ADVICE}")
+
+
+def _judge(path: Path, buf: bytes | mmap.mmap, tail: Tail, last: int) -> None:
+    """Raise RecoveryError unless the non-clean end of this file is a torn tail."""
+    off = tail.offset
+    head = f"txn log {path} is damaged at offset {off} (the entry {_where(last)}): {tail.detail}"
+    if tail.status == "empty":  # a zeroed header with bytes after it
+        after = valid_entry_after(buf, 0, last)
+        if after is not None:
+            raise RecoveryError(f"{head}, and valid txns follow it (zxid 0x{after[1]:x} at offset "
+                                f"{after[0]}). {ADVICE}")
+        return
+    if tail.status == "corrupt":
+        after = valid_entry_after(buf, off, last)
+        if after is not None:
+            raise RecoveryError(f"{head}, and valid txns follow it (zxid 0x{after[1]:x} at offset "
+                                f"{after[0]}): cutting the log there would roll back acknowledged "
+                                f"writes. {ADVICE}")
+        raise RecoveryError(f"{head}. The entry is complete (a torn write leaves its end "
+                            "unwritten), so it was damaged after it was written; Apache ZooKeeper "
+                            f"refuses such a log too (CRC check failed). {ADVICE}")
+    after = valid_entry_after(buf, off, last)
+    if after is not None:
+        raise RecoveryError(f"{head}, and valid txns follow it (zxid 0x{after[1]:x} at offset "
+                            f"{after[0]}): cutting the log there would roll back acknowledged "
+                            f"writes. {ADVICE}")
+    if tail.status == "partial" and complete_entry_at(buf, off):
+        raise RecoveryError(f"{head}; but the entry is whole on disk (its checksum matches), only "
+                            f"its length or end marker is damaged: not a torn write. {ADVICE}")
 
 
 def truncate_log(log_dir: Path, zxid: int) -> None:

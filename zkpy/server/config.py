@@ -96,6 +96,7 @@ class Config:
     fsync_warning_ms: int = 1000
     inline_sync_us: int = 500
     snapshot_on_shutdown: bool = True
+    snapshot_trust_empty: bool = False  # zookeeper.snapshot.trust.empty: logs without a snapshot
     snap_retain_count: int = 3
     purge_interval_hours: int = 0
     init_limit: int | None = None
@@ -314,6 +315,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         fsync_warning_ms=_int(raw, "fsync.warningthresholdms", 1000, minimum=0),
         inline_sync_us=_int(raw, "zkpy.inlineSyncMicros", 500, minimum=0),
         snapshot_on_shutdown=_bool(raw, "zkpy.snapshotOnShutdown", True),
+        snapshot_trust_empty=_bool(raw, "snapshot.trust.empty", False),
         snap_retain_count=max(3, _int(raw, "autopurge.snapRetainCount", 3)),
         purge_interval_hours=_int(raw, "autopurge.purgeInterval", 0, minimum=0),
         init_limit=_int(raw, "initLimit", 0) if "initLimit" in raw else None,
