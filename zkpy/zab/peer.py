@@ -1,8 +1,9 @@
 """QuorumPeer: the ensemble role, which runs election, then leads or follows.
 
 All protocol decisions live in the pure cores (zkpy.election.fle, zkpy.zab.leader,
-zkpy.zab.learner); this module moves their bytes over TCP, executes their actions in
-order, and swaps the server core a client connection talks to when the role changes.
+zkpy.zab.learner) and their actions are carried out by zkpy.zab.executors; this module
+moves bytes over TCP, supplies the executors' files (FileDisk) and streams, and swaps
+the server core a client connection talks to when the role changes.
 The client listener, the housekeeping timers and the signals belong to the runtime
 (zkpy.server.runtime), as for a standalone server.  After a role, the tree is kept in
 memory and the txns that role logged but did not apply are replayed from the log.
@@ -23,7 +24,6 @@ from zkpy.election.fle import Decided, FastLeaderElection
 from zkpy.election.fle import Send as FleSend
 from zkpy.election.messages import Notification, ServerState
 from zkpy.election.transport import ElectionTransport
-from zkpy.jute.codec import Writer
 from zkpy.jute.txns import TxnHeader
 from zkpy.persistence.files import VERSION_DIR, valid_snapshots
 from zkpy.persistence.recovery import recover, replay, take_snapshot
@@ -32,11 +32,11 @@ from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
 from zkpy.server.core import ZooKeeperServer
 from zkpy.server.database import Database
-from zkpy.zab import actions as A
 from zkpy.zab.epochs import load_epochs, write_epoch
+from zkpy.zab.executors import LeaderExecutor, LearnerExecutor, load_tree
 from zkpy.zab.leader import Leader
 from zkpy.zab.learner import Learner
-from zkpy.zab.packets import PacketReader, PacketType, QuorumPacket, request_data
+from zkpy.zab.packets import PacketReader, PacketType, QuorumPacket
 from zkpy.zab.snapstream import SnapScanner, decode_snap_stream, encode_snap_stream
 
 log = logging.getLogger("zkpy.quorum")
@@ -49,7 +49,6 @@ def read_myid(data_dir: Path) -> int:
         raise RuntimeError(f"{data_dir / 'myid'} must hold this server's id (server.N): {e}") from None
 
 
-_SYNC_TYPES = (int(PacketType.DIFF), int(PacketType.TRUNC))
 _PENDING_STREAMS: list[QuorumStream] = []  # streams with queued packets, flushed after each batch
 
 
@@ -152,6 +151,7 @@ class QuorumPeer:
         self._stopping = False
         self.txn_log: TxnLog | None = None
         self.database: Database | None = None
+        self.disk = FileDisk(self)
 
     @property
     def tick(self) -> int:
@@ -189,30 +189,21 @@ class QuorumPeer:
             else:
                 reason = await self._follow(decided, tree, last_zxid, accepted, current)
             log.warning("server %d leaves %s: %s", self.my_id, self.state.name, reason)
-            role_core = self.core
-            usable = role_core.zab is not None and role_core.write_error is None
-            kept = role_core.tree if usable else None
+            zab = self.core.zab
+            # not after a SNAP was loaded but not yet snapshotted: that tree is not on disk
+            kept = zab.kept_tree() if isinstance(zab, LeaderExecutor | LearnerExecutor) else None
             self._retire_core()  # closes the txn log: everything logged is on disk now
 
     def _load_tree(self, kept: DataTree | None) -> tuple[DataTree, int]:
-        """The tree to elect with: recovered from disk at start-up; after a role, the tree
-        that role left in memory plus the txns it logged but did not apply (what a
-        recovery from disk would give, without reading a whole snapshot again: Java keeps
-        its database across elections the same way)."""
-        if kept is None:
+        """The tree to elect with (executors.load_tree): recovered at start-up, else
+        what the last role left in memory plus the txns it logged and did not apply."""
+        if kept is not None:
+            tree = load_tree(self.disk, kept)
+        else:
             with no_gc():  # as open_database: no collection walks the new tree before it is frozen
-                tree, last_zxid = recover(self.config.data_dir, self.config.data_log_dir)
-                if not valid_snapshots(self.snap_dir, 1):
-                    take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
+                tree = load_tree(self.disk, None)
                 gc.freeze()
-            return tree, last_zxid
-        start = kept.last_processed_zxid
-        # the general apply: the kept tree is not promised to be free of watches
-        count, _ = replay(kept, iter_log(self.config.data_log_dir / VERSION_DIR, start),
-                          direct_creates=False)
-        log.info("server %d: kept the tree at 0x%x, applied %d more logged txns", self.my_id,
-                 start, count)
-        return kept, kept.last_processed_zxid
+        return tree, tree.last_processed_zxid
 
     async def close(self) -> None:
         self.request_stop()
@@ -338,9 +329,11 @@ class QuorumPeer:
         leader = Leader(self.my_id, self.voters, accepted, current, last_zxid, history, self.now(),
                         self.tick, self.config.init_limit or 10, self.config.sync_limit or 5,
                         self._config_text())
-        glue = _LeaderGlue(self, leader)
+        glue = LeaderExecutor(leader, self.disk,
+                              lambda epoch: self._established(epoch, ServerState.LEADING, self.my_id),
+                              self._finish_role, self.my_id)
         core = self._new_core(tree, glue)
-        glue.core = core
+        glue.pipeline = core
         streams: dict[int, QuorumStream] = {}
         next_handle = [1]
 
@@ -359,7 +352,7 @@ class QuorumPeer:
             leader.learner_connected(s.handle, self.now())
             return s
 
-        glue.streams = streams
+        glue.links = streams
         server = await loop.create_server(factory, self.me.host, self.me.quorum_port, reuse_address=True)
 
         def tick() -> None:
@@ -406,9 +399,14 @@ class QuorumPeer:
         observer = self.my_id in self.observers
         learner = Learner(self.my_id, observer, accepted, current, last_zxid, self.now(), self.tick,
                           self.config.init_limit or 10, self.config.sync_limit or 5)
-        glue = _LearnerGlue(self, learner, "observer" if observer else "follower", decided.vote.leader)
+        state = ServerState.OBSERVING if observer else ServerState.FOLLOWING
+        leader_sid = decided.vote.leader
+        glue = LearnerExecutor(learner, "observer" if observer else "follower", self.disk,
+                               lambda epoch: self._established(epoch, state, leader_sid),
+                               self._finish_role)
+        glue.voters = self.voters
         core = self._new_core(tree, glue)
-        glue.core = core
+        glue.pipeline = core
 
         def on_packets(stream: QuorumStream, pkts: list[QuorumPacket]) -> None:
             if learner.sync_mode is None:
@@ -447,7 +445,7 @@ class QuorumPeer:
                 await asyncio.sleep(pause)
                 pause = min(0.1, pause * 2)
         stream.on_snapshot = on_snapshot
-        glue.stream = stream
+        glue.link = stream
         glue.run(learner.connected(self.now()))
 
         def tick() -> None:
@@ -467,183 +465,52 @@ def _tail(it: Any, n: int) -> list[tuple[TxnHeader, bytes]]:
     return list(deque(it, maxlen=n))
 
 
-class _LeaderGlue:
-    """Replication for the leader's server core, and the leader core's action runner."""
+class FileDisk:
+    """The executors' Disk (zkpy.zab.executors) over this peer's data dirs and the
+    txn log of its current role."""
 
-    role = "leader"
-
-    def __init__(self, peer: QuorumPeer, leader: Leader) -> None:
+    def __init__(self, peer: QuorumPeer) -> None:
         self.peer = peer
-        self.leader = leader
-        self.core: ZooKeeperServer | None = None
-        self.streams: dict[int, QuorumStream] = {}
+        self.config = peer.config
 
-    def next_zxid(self) -> int:
-        return self.leader.next_zxid()
+    def write_epoch(self, name: str, epoch: int) -> None:
+        write_epoch(self.peer.snap_dir, name, epoch)
 
-    def propose(self, hdr: TxnHeader, payload: bytes) -> None:
-        self.run(self.leader.propose(hdr.zxid, payload))
+    def sync_log(self) -> None:
+        if self.peer.txn_log is not None:
+            self.peer.txn_log.sync()
 
-    def persisted(self, zxid: int) -> None:
-        self.run(self.leader.persisted(zxid))
+    def truncate_log(self, zxid: int) -> None:
+        if self.peer.txn_log is not None:
+            self.peer.txn_log.truncate(zxid)
 
-    def forward(self, *args: Any) -> None:
-        raise RuntimeError("the leader does not forward requests")
+    def roll_log(self) -> None:
+        if self.peer.txn_log is not None:
+            self.peer.txn_log.roll()
 
-    def revalidate(self, *args: Any) -> None:
-        raise RuntimeError("the leader does not revalidate through itself")
+    def take_snapshot(self, tree: DataTree) -> None:
+        take_snapshot(tree, self.config.data_dir, fsync=True)
 
-    def _log_sync(self, handle: int, how: str, zxid: int) -> None:
-        ls = self.leader.learners.get(handle)
-        log.info("server %d: syncing learner %s by %s to 0x%x", self.peer.my_id,
-                 ls.sid if ls is not None else "?", how, zxid)
+    def ensure_snapshot(self, tree: DataTree) -> None:
+        if not valid_snapshots(self.peer.snap_dir, 1):
+            take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
 
-    def run(self, actions: list[A.Action]) -> None:
-        core = self.core
-        assert core is not None
-        encoded: dict[int, bytes] = {}
-        commit = -1  # consecutive commits are applied together, before any other action
-        for a in actions:
-            if type(a) is A.Send:
-                s = self.streams.get(a.to)
-                if s is not None:
-                    pkt = a.packet
-                    if pkt.type in _SYNC_TYPES:
-                        self._log_sync(a.to, PacketType(pkt.type).name, pkt.zxid)
-                    key = id(pkt)  # a proposal or commit is one object for every learner
-                    enc = encoded.get(key)
-                    if enc is None:
-                        enc = encoded[key] = pkt.encode()
-                    s.send(pkt, encoded=enc)
-                continue
-            if type(a) is A.Commit:
-                commit = a.zxid
-                continue
-            if commit >= 0:
-                core.commit(commit)
-                commit = -1
-            if isinstance(a, A.SendSnapshot):
-                s = self.streams.get(a.to)
-                if s is not None:
-                    zxid = core.tree.last_processed_zxid
-                    self._log_sync(a.to, "SNAP", zxid)
-                    s.send(QuorumPacket(PacketType.SNAP, zxid), encode_snap_stream(core.tree))
-            elif isinstance(a, A.PersistAcceptedEpoch):
-                write_epoch(self.peer.snap_dir, "acceptedEpoch", a.epoch)
-            elif isinstance(a, A.PersistCurrentEpoch):
-                write_epoch(self.peer.snap_dir, "currentEpoch", a.epoch)
-            elif isinstance(a, A.Established):
-                self.peer._established(a.epoch, ServerState.LEADING, self.peer.my_id)
-            elif isinstance(a, A.ForwardedRequest):
-                ls = self.leader.learners.get(a.learner)
-                if ls is not None:
-                    core.forwarded(a.session_id, a.cxid, a.op, a.body, list(a.auth), ls.sid)
-            elif isinstance(a, A.Revalidate):
-                session = core.sessions.sessions.get(a.session_id)
-                ls = self.leader.learners.get(a.learner)
-                valid = session is not None and not session.closing and ls is not None
-                if valid:
-                    session.timeout = a.timeout  # type: ignore[union-attr]
-                    session.owner = ls.sid  # type: ignore[union-attr]  # its writes elsewhere: SESSIONMOVED
-                    core.sessions.touch(a.session_id, core.now_ms())
-                self.run(self.leader.revalidated(a.learner, a.session_id, valid))
-            elif isinstance(a, A.TouchSessions):
-                now = core.now_ms()
-                for sid, _timeout in a.sessions:
-                    core.sessions.touch(sid, now)
-            elif isinstance(a, A.Abandon):
-                self.peer._finish_role(a.reason)
-        if commit >= 0:
-            core.commit(commit)
-        core.flush_dirty()
-
-
-class _LearnerGlue:
-    """Replication for a follower's or observer's server core; runs learner actions."""
-
-    def __init__(self, peer: QuorumPeer, learner: Learner, role: str, leader_sid: int) -> None:
-        self.peer = peer
-        self.learner = learner
-        self.role = role
-        self.leader_sid = leader_sid
-        self.core: ZooKeeperServer | None = None
-        self.stream: QuorumStream | None = None
-
-    def next_zxid(self) -> int:
-        raise RuntimeError("learners do not assign zxids")
-
-    def propose(self, hdr: TxnHeader, payload: bytes) -> None:
-        raise RuntimeError("learners do not propose")
-
-    def persisted(self, zxid: int) -> None:
-        self.run(self.learner.persisted(zxid))
-
-    def forward(self, session_id: int, cxid: int, op: int, body: bytes,
-                auth: list[tuple[str, str]]) -> None:
-        if self.stream is not None:
-            self.stream.send(QuorumPacket(PacketType.REQUEST, -1, request_data(session_id, cxid, op, body),
-                                          tuple(auth)))
-
-    def revalidate(self, session_id: int, timeout: int) -> None:
-        if self.stream is not None:
-            data = Writer().long(session_id).int(timeout).getvalue()
-            self.stream.send(QuorumPacket(PacketType.REVALIDATE, -1, data))
-
-    def _replace_tree(self, tree: Any) -> None:
-        core = self.core
-        assert core is not None
+    def recover(self) -> DataTree:
+        tree, _ = recover(self.config.data_dir, self.config.data_log_dir,
+                          self.config.snapshot_trust_empty)
         tree.set_config_data(self.peer._config_text())
-        core.tree = tree
-        core.preparer.tree = tree
-        core.zxid = tree.last_processed_zxid
-        now = core.now_ms()
-        for sid, timeout in tree.sessions.items():
-            core.sessions.add(sid, timeout, now)
+        return tree
 
-    def run(self, actions: list[A.Action]) -> None:
-        core = self.core
-        peer = self.peer
-        assert core is not None
-        for a in actions:
-            if isinstance(a, A.Send):
-                if self.stream is not None:
-                    self.stream.send(a.packet)
-            elif isinstance(a, A.LogTxns):
-                for p in a.payloads:
-                    core.log_proposal(p)
-                if a.sync and peer.txn_log is not None:
-                    peer.txn_log.sync()
-            elif isinstance(a, A.Commit):
-                core.commit(a.zxid)
-            elif isinstance(a, A.PersistAcceptedEpoch):
-                write_epoch(peer.snap_dir, "acceptedEpoch", a.epoch)
-            elif isinstance(a, A.PersistCurrentEpoch):
-                write_epoch(peer.snap_dir, "currentEpoch", a.epoch)
-            elif isinstance(a, A.LoadSnapshot):
-                self._replace_tree(decode_snap_stream(a.stream, a.zxid))
-            elif isinstance(a, A.Truncate):
-                if peer.txn_log is not None:
-                    peer.txn_log.truncate(a.zxid)
-                tree, _ = recover(peer.config.data_dir, peer.config.data_log_dir)
-                self._replace_tree(tree)
-            elif isinstance(a, A.TakeSnapshot):
-                take_snapshot(core.tree, peer.config.data_dir, fsync=True)
-                if peer.txn_log is not None:
-                    peer.txn_log.roll()
-            elif isinstance(a, A.Established):
-                state = ServerState.OBSERVING if self.role == "observer" else ServerState.FOLLOWING
-                peer._established(a.epoch, state, self.leader_sid)
-            elif isinstance(a, A.PingReply):
-                w = Writer()
-                for sid, timeout in core.touched.items():
-                    w.long(sid).int(timeout)
-                core.touched.clear()
-                if self.stream is not None:
-                    self.stream.send(QuorumPacket(PacketType.PING, a.zxid, w.getvalue()))
-            elif isinstance(a, A.SyncReleased):
-                core.sync_released()
-            elif isinstance(a, A.RevalidateAnswer):
-                core.revalidated(a.session_id, a.valid)
-            elif isinstance(a, A.Abandon):
-                peer._finish_role(a.reason)
-        core.flush_dirty()
+    def replay_log(self, tree: DataTree) -> int:
+        # the general apply: a kept tree is not promised to be free of watches
+        count, _ = replay(tree, iter_log(self.config.data_log_dir / VERSION_DIR,
+                                         tree.last_processed_zxid), direct_creates=False)
+        return count
+
+    def encode_snapshot(self, tree: DataTree) -> bytes:
+        return encode_snap_stream(tree)
+
+    def decode_snapshot(self, stream: bytes, zxid: int) -> DataTree:
+        tree = decode_snap_stream(stream, zxid)
+        tree.set_config_data(self.peer._config_text())
+        return tree
