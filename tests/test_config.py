@@ -45,7 +45,7 @@ def test_zoo_cfg_wins_over_jvm_flags(tmp_path: Path) -> None:
 @pytest.mark.parametrize("line,key", [
     ("tickTime=abc", "tickTime"),
     ("clientPort=99999", "clientPort"),
-    ("skipACL=maybe", "skipACL"),
+    ("sslQuorum=maybe", "sslQuorum"),
     ("4lw.commands.whitelist=ruok,nope", "4lw.commands.whitelist"),
     ("minSessionTimeout=90000", "minSessionTimeout"),
     ("electionAlg=1", "electionAlg"),
@@ -89,3 +89,98 @@ def test_dynamic_config_file(tmp_path: Path) -> None:
     write(tmp_path, "server.1=127.0.0.1:2888:3888\nversion=100000000\n", "bad.dynamic")
     with pytest.raises(ConfigError, match="version"):
         load_config(write(tmp_path, "dataDir=/d\ndynamicConfigFile=bad.dynamic\n", "b.cfg"), env={})
+
+
+# ---- settings that turn protection off: parsed exactly as Apache ZooKeeper does ---------
+
+
+@pytest.mark.parametrize("value,on", [("yes", True), ("no", False), ("true", False), ("True", False),
+                                      ("YES", False), ("1", False), ("maybe", False)])
+def test_skip_acl_only_for_exactly_yes(tmp_path: Path, value: str, on: bool) -> None:
+    """ZooKeeperServer: System.getProperty("zookeeper.skipACL", "no").equals("yes")."""
+    for text, env in ((f"dataDir=/d\nskipACL={value}\n", {}),
+                      ("dataDir=/d\n", {"SERVER_JVMFLAGS": f"-Dzookeeper.skipACL={value}"})):
+        c = load_config(write(tmp_path, text), env=env)
+        assert c.skip_acl is on
+        assert any("skipACL" in w for w in c.warnings) is (value not in ("yes", "no"))
+
+
+@pytest.mark.parametrize("value,sync", [("no", False), ("yes", True), ("false", True), ("NO", True),
+                                        ("off", True)])
+def test_force_sync_off_only_for_exactly_no(tmp_path: Path, value: str, sync: bool) -> None:
+    """FileTxnLog: !System.getProperty("zookeeper.forceSync", "yes").equals("no")."""
+    c = load_config(write(tmp_path, f"dataDir=/d\nforceSync={value}\n"), env={})
+    assert c.force_sync is sync
+
+
+@pytest.mark.parametrize("value,on", [("true", True), ("TRUE", True), ("yes", False), ("1", False)])
+def test_java_boolean_properties(tmp_path: Path, value: str, on: bool) -> None:
+    """Boolean.getBoolean / parseBoolean: only "true" (any case) is true."""
+    c = load_config(write(tmp_path, f"dataDir=/d\nreadonlymode.enabled={value}\n"
+                                    f"extendedTypesEnabled={value}\n"), env={})
+    assert c.read_only_mode is on and c.extended_types is on
+    d = load_config(write(tmp_path, f"dataDir=/d\nDigestAuthenticationProvider.enabled={value}\n"),
+                    env={})
+    assert d.digest_enabled is on
+
+
+# ---- settings that ask for protection zkpy cannot give stop start-up ---------------------
+
+REFUSED = [
+    ("secureClientPort", "2281"),
+    ("secureClientPortAddress", "127.0.0.1"),
+    ("sslQuorum", "true"),
+    ("portUnification", "TRUE"),
+    ("client.portUnification", "true"),
+    ("enforceQuota", "true"),
+    ("enforce.auth.enabled", "True"),
+    ("sessionRequireClientSASLAuth", "true"),
+    ("quorum.auth.enableSasl", "true"),
+    ("quorum.auth.learnerRequireSasl", "true"),
+    ("quorum.auth.serverRequireSasl", "true"),
+    ("authProvider.1", "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
+    ("authProvider.x509", "org.apache.zookeeper.server.auth.X509AuthenticationProvider"),
+]
+
+
+@pytest.mark.parametrize("key,value", REFUSED)
+@pytest.mark.parametrize("form", ["zoo.cfg", "prefixed zoo.cfg", "-D", "-Dzookeeper."])
+def test_protection_zkpy_cannot_give_stops_start_up(tmp_path: Path, key: str, value: str,
+                                                     form: str) -> None:
+    text, env = "dataDir=/d\nclientPort=2181\n", {}
+    if form == "zoo.cfg":
+        text += f"{key}={value}\n"
+    elif form == "prefixed zoo.cfg":
+        text += f"zookeeper.{key}={value}\n"
+    else:
+        prefix = "zookeeper." if form == "-Dzookeeper." else ""
+        env = {"JVMFLAGS": f"-D{prefix}{key}={value}"}
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text), env=env)
+    msg = str(e.value)
+    assert msg.startswith(f"{key}: ") and "\n" not in msg
+    assert "remove the key or use Apache ZooKeeper" in msg
+
+
+def test_secure_client_port_without_client_port_is_refused(tmp_path: Path) -> None:
+    """It used to serve plain text on 0.0.0.0:2181 instead of TLS."""
+    with pytest.raises(ConfigError, match=r"^secureClientPort: TLS is not supported"):
+        load_config(write(tmp_path, "dataDir=/d\nsecureClientPort=2281\n"), env={})
+
+
+@pytest.mark.parametrize("line", [
+    "sslQuorum=false", "portUnification=false", "enforceQuota=false", "enforce.auth.enabled=false",
+    "quorum.auth.enableSasl=false", "client.portUnification=no",
+    "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "authProvider.2=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+    # inert without a secure port, a SASL login or x509: warned about, ignored
+    "ssl.keyStore.location=/k.jks", "ssl.keyStore.password=x", "ssl.trustStore.location=/t.jks",
+    "ssl.clientAuth=need", "ssl.quorum.keyStore.location=/k.jks", "ssl.authProvider=x509",
+    "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+    "X509AuthenticationProvider.superUser=CN=admin", "superUser=admin",
+    "allowSaslFailedClients=true", "kerberos.removeHostFromPrincipal=true",
+])
+def test_inert_or_disabled_protection_keys_are_warnings(tmp_path: Path, line: str) -> None:
+    c = load_config(write(tmp_path, f"dataDir=/d\nclientPort=2181\n{line}\n"), env={})
+    key = line.split("=", 1)[0]
+    assert any(w.startswith(key) and "Java-only" in w for w in c.warnings), c.warnings

@@ -50,6 +50,8 @@ JAVA_ONLY_PREFIXES = (
     "connectToLearnerMasterLimit", "quorumListenOnAllIPs", "observerMasterPort",
     "localSessions", "oraclePath",
     "leader.maxTimeToWaitForEpoch", "DigestAuthenticationProvider.digestAlg",
+    "client.portUnification", "enforce.auth.", "sessionRequireClientSASLAuth",
+    "allowSaslFailedClients", "superUser",
 )
 
 ALL_4LW = (
@@ -184,6 +186,74 @@ def _bool(raw: dict[str, str], key: str, default: bool) -> bool:
     raise ConfigError(f"{key}: '{raw[key]}' is not a boolean (use true/false or yes/no)")
 
 
+def _java_get_boolean(raw: dict[str, str], key: str, warnings: list[str]) -> bool:
+    """Java's Boolean.getBoolean/parseBoolean: true only for "true" in any case, anything
+    else false (a value that is not a boolean word is warned about, not refused)."""
+    if key not in raw:
+        return False
+    v = raw[key].strip()
+    if v.lower() not in ("true", "false"):
+        warnings.append(f"{key}: '{v}' is not true or false; like Apache ZooKeeper, zkpy takes it as false")
+    return v.lower() == "true"
+
+
+def _java_parse_boolean(raw: dict[str, str], key: str) -> bool:
+    """QuorumPeerConfig.parseBoolean: "true" or "false" in any case, anything else refused."""
+    v = raw[key].strip()
+    if v.lower() not in ("true", "false"):
+        raise ConfigError(f"{key}: '{v}' is not a boolean (use true or false)")
+    return v.lower() == "true"
+
+
+def _java_exact(raw: dict[str, str], key: str, word: str, warnings: list[str]) -> bool:
+    """A switch that Apache ZooKeeper turns by one exact word and nothing else: skipACL
+    is on only for `yes` (System.getProperty(..., "no").equals("yes")), fsync is off only
+    for forceSync=`no`.  Anything else leaves the protection on, with a warning."""
+    if key not in raw:
+        return False
+    v = raw[key].strip()
+    if v != word and v not in ("yes", "no"):
+        warnings.append(f"{key}: '{v}' is neither yes nor no; Apache ZooKeeper acts only on "
+                        f"'{word}', and so does zkpy: ignored")
+    return v == word
+
+
+# Built-in authentication providers (Java registers them whatever authProvider.N says).
+_BUILTIN_AUTH_PROVIDERS = {
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+}
+_TLS = "TLS is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
+_SASL = "SASL is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
+
+
+def _refuse_missing_protection(raw: dict[str, str]) -> None:
+    """Stop start-up on a key that asks for protection zkpy cannot give (TLS, SASL,
+    quota enforcement, other auth providers), rather than run without it.  Keys that do
+    nothing without those (ssl.keyStore.* without a secure port, ...) stay warnings."""
+    for key in ("secureClientPort", "secureClientPortAddress"):
+        if key in raw:
+            raise ConfigError(f"{key}: {_TLS}")
+    for key, why in (("sslQuorum", _TLS), ("portUnification", _TLS),
+                     ("quorum.auth.enableSasl", _SASL), ("quorum.auth.learnerRequireSasl", _SASL),
+                     ("quorum.auth.serverRequireSasl", _SASL)):
+        if key in raw and _java_parse_boolean(raw, key):  # zoo.cfg keys: strict booleans
+            raise ConfigError(f"{key}: {why}")
+    for key, why in (
+        ("client.portUnification", _TLS),
+        ("enforceQuota", "zkpy does not enforce quotas yet; remove the key or use Apache ZooKeeper"),
+        ("enforce.auth.enabled", "zkpy cannot require authentication yet; remove the key or use "
+                                 "Apache ZooKeeper"),
+        ("sessionRequireClientSASLAuth", _SASL),
+    ):
+        if raw.get(key, "").strip().lower() == "true":  # Boolean.parseBoolean / getBoolean
+            raise ConfigError(f"{key}: {why}")
+    for key, value in raw.items():
+        if key.startswith("authProvider.") and value.strip() not in _BUILTIN_AUTH_PROVIDERS:
+            raise ConfigError(f"{key}: zkpy has no authentication provider {value.strip()} (only "
+                              "digest and ip); remove the key or use Apache ZooKeeper")
+
+
 _SERVER_RE = re.compile(r"^server\.(\d+)$")
 
 
@@ -269,6 +339,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
             warnings.append(f"unknown key {k} ignored")
     if "dataDir" not in raw or not raw["dataDir"].strip():
         raise ConfigError("dataDir is not set")
+    _refuse_missing_protection(raw)
     data_dir = Path(raw["dataDir"].strip())
     tick = _int(raw, "tickTime", 3000, minimum=1)
     wl_raw = raw.get("4lw.commands.whitelist")
@@ -282,7 +353,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         if bad:
             raise ConfigError(f"4lw.commands.whitelist: unknown command(s) {', '.join(bad)}")
         words.add("srvr")
-    read_only = _bool(raw, "readonlymode.enabled", False)
+    read_only = _java_get_boolean(raw, "readonlymode.enabled", warnings)
     if read_only:
         words.add("isro")
     client_port = _int(raw, "clientPort", -1, minimum=0) if "clientPort" in raw else None
@@ -304,14 +375,15 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         max_cnxns=max(0, _int(raw, "maxCnxns", 0)),  # Java: <= 0 is no limit
         max_buffer=_int(raw, "jute.maxbuffer", 1048575, minimum=1024),
         four_letter_words=frozenset(words),
-        extended_types=_bool(raw, "extendedTypesEnabled", False),
-        skip_acl=_bool(raw, "skipACL", False),
+        extended_types=_java_get_boolean(raw, "extendedTypesEnabled", warnings),
+        skip_acl=_java_exact(raw, "skipACL", "yes", warnings),
         super_digest=super_digest,
-        digest_enabled=_bool(raw, "DigestAuthenticationProvider.enabled", True),
+        digest_enabled=(_java_get_boolean(raw, "DigestAuthenticationProvider.enabled", warnings)
+                        if "DigestAuthenticationProvider.enabled" in raw else True),
         read_only_mode=read_only,
         snap_count=_int(raw, "snapCount", 100000, minimum=2),
         pre_alloc_size_kb=_int(raw, "preAllocSize", 65536, minimum=1),
-        force_sync=_bool(raw, "forceSync", True),
+        force_sync=not _java_exact(raw, "forceSync", "no", warnings),
         fsync_warning_ms=_int(raw, "fsync.warningthresholdms", 1000, minimum=0),
         inline_sync_us=_int(raw, "zkpy.inlineSyncMicros", 500, minimum=0),
         snapshot_on_shutdown=_bool(raw, "zkpy.snapshotOnShutdown", True),
