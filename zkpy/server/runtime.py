@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from zkpy.persistence.dirlock import DataDirLocks
 from zkpy.persistence.recovery import purge
 from zkpy.server.config import Config
 from zkpy.server.connection import ClientConnection
@@ -65,6 +66,7 @@ class ServerRuntime:
         self.listener: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self._locks: DataDirLocks | None = None
 
     @property
     def port(self) -> int:
@@ -73,6 +75,8 @@ class ServerRuntime:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # before anything reads the data: one server per dataDir and dataLogDir
+        self._locks = DataDirLocks(self.config.data_dir, self.config.data_log_dir)
         await self.role.open()
         role = self.role
         addr, port = role.client_address()
@@ -139,5 +143,9 @@ class ServerRuntime:
             t.cancel()
         if self.listener is not None:
             self.listener.close()
-        await self.role.close()
+        try:
+            await self.role.close()
+        finally:
+            if self._locks is not None:
+                self._locks.release()
         log.info("stopped")
