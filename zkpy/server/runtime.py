@@ -40,7 +40,9 @@ class Role(Protocol):
         """The core a client accepted now is served by."""
         ...
 
-    def client_address(self) -> tuple[str, int]: ...
+    def client_address(self) -> tuple[str, int] | None:
+        """Where to listen for clients; None when no client port is configured."""
+        ...
 
     async def open(self) -> None:
         """Before the listener opens: recover the data, open ports of its own."""
@@ -79,10 +81,16 @@ class ServerRuntime:
         self._locks = DataDirLocks(self.config.data_dir, self.config.data_log_dir)
         await self.role.open()
         role = self.role
-        addr, port = role.client_address()
-        self.listener = await loop.create_server(lambda: ClientConnection(role.core), addr, port,
-                                                 reuse_address=True, backlog=1024)
-        log.info("serving clients on %s:%d (dataDir=%s)", addr, self.port, self.config.data_dir)
+        address = role.client_address()
+        if address is None:
+            # As Apache ZooKeeper 3.8: no clientPort (and zkpy has no secure port) means
+            # no client listener at all, not a default port.
+            log.warning("clientPort is not set: serving no clients (dataDir=%s)", self.config.data_dir)
+        else:
+            addr, port = address
+            self.listener = await loop.create_server(lambda: ClientConnection(role.core), addr, port,
+                                                     reuse_address=True, backlog=1024)
+            log.info("serving clients on %s:%d (dataDir=%s)", addr, self.port, self.config.data_dir)
         role.serving()
         cfg = self.config
         self._every(min(cfg.tick_time / 1000.0, 0.5), self._expire_sessions)

@@ -29,9 +29,10 @@ class Standalone:
         assert self._core is not None, "the standalone role is not open"
         return self._core
 
-    def client_address(self) -> tuple[str, int]:
-        port = self.config.client_port if self.config.client_port is not None else 2181
-        return self.config.client_port_address, port
+    def client_address(self) -> tuple[str, int] | None:
+        if self.config.client_port is None:
+            return None  # no default port: Apache ZooKeeper opens none either
+        return self.config.client_port_address, self.config.client_port
 
     async def open(self) -> None:
         self.database = open_database(self.config)

@@ -162,8 +162,10 @@ class QuorumPeer:
         return int(time.monotonic() * 1000)
 
     # ---- lifecycle (called by the runtime) ----------------------------------------
-    def client_address(self) -> tuple[str, int]:
-        return self.config.client_port_address, self.config.client_port or self.me.client_port or 2181
+    def client_address(self) -> tuple[str, int] | None:
+        """clientPort, else the port of this server's server.N line; no default port."""
+        port = self.config.client_port or self.me.client_port  # Java: clientPort=0 is unset too
+        return None if port is None else (self.config.client_port_address, port)
 
     async def open(self) -> None:
         peers = {sid: (s.host, s.election_port) for sid, s in self.config.servers.items()}
