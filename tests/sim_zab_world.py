@@ -1,9 +1,10 @@
 """The world tests/sim_zab.py runs ZAB in: fake disk, server core, network, clock, and the checker.
 
-Small honest fakes of what zkpy.zab.peer drives, each mirroring the real module named in
-its docstring, plus `World`: the seeded event loop, the network model and the committed
-history every member is checked against.  Nothing here knows the ZAB cores; sim_zab.py
-is the glue (peer.py's role) and the scenarios.
+Small honest fakes of what zkpy.zab.peer plugs into the executors of zkpy.zab.executors
+(`DiskView` is a Disk, `Link` a Link, `Core` a Pipeline), each mirroring the real module
+named in its docstring, plus `World`: the seeded event loop, the network model and the
+committed history every member is checked against.  Nothing here knows the ZAB cores;
+sim_zab.py plays QuorumPeer (elections, roles, connections) and holds the scenarios.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from zkpy.election.messages import ServerState
 from zkpy.jute.codec import Reader, Writer
-from zkpy.jute.txns import TXN_HEADER, TxnHeader
+from zkpy.jute.txns import TXN_HEADER, TxnHeader, decode_txn
 from zkpy.zab.packets import PacketReader, PacketType, QuorumPacket
 
 LOOKING, FOLLOWING, LEADING, OBSERVING = (ServerState.LOOKING, ServerState.FOLLOWING,
@@ -71,6 +72,14 @@ class Tree:
     def __init__(self, applied: list[Entry], last: int) -> None:
         self.applied = applied
         self.last = last  # last_processed_zxid
+
+    @property
+    def last_processed_zxid(self) -> int:
+        return self.last
+
+    @last_processed_zxid.setter
+    def last_processed_zxid(self, zxid: int) -> None:
+        self.last = zxid
 
     def apply(self, zxid: int, payload: bytes) -> None:
         self.applied.append((zxid, payload))
@@ -218,24 +227,194 @@ def decode_stream(stream: bytes, zxid: int) -> Tree:
     return Tree(applied, zxid)
 
 
+class DiskView:
+    """A member's Disk as zkpy.zab.executors sees it (peer.FileDisk): its dataDir and the
+    txn log of its current role.  `crash_point(where)` runs after each durable write: the
+    simulator may crash the member there, inside an action batch."""
+
+    def __init__(self, node: Node, crash_point: Callable[[Node, str], None]) -> None:
+        self.node = node
+        self.disk = node.disk
+        self.crash_point = crash_point
+
+    def _log(self) -> TxnLogFake:
+        assert self.node.txn_log is not None
+        return self.node.txn_log
+
+    def write_epoch(self, name: str, epoch: int) -> None:
+        if name == "acceptedEpoch":
+            self.disk.accepted = epoch
+        else:
+            self.disk.current = epoch
+        self.crash_point(self.node, f"after persisting {name}")
+
+    def sync_log(self) -> None:
+        self._log().sync()
+        self.crash_point(self.node, "after syncing the txns of NEWLEADER")
+
+    def truncate_log(self, zxid: int) -> None:
+        self._log().truncate(zxid)
+        self.crash_point(self.node, f"after truncating to {hexz(zxid)}")
+
+    def roll_log(self) -> None:
+        self._log().roll()
+
+    def take_snapshot(self, tree: Tree) -> None:
+        self.disk.snapshots[tree.last] = tuple(tree.applied)
+        self.crash_point(self.node, f"after a snapshot at {hexz(tree.last)}")
+
+    def ensure_snapshot(self, tree: Tree) -> None:
+        if not self.disk.snapshots:
+            self.disk.snapshots[tree.last] = tuple(tree.applied)
+
+    def recover(self) -> Tree:
+        return self.disk.recover()
+
+    def replay_log(self, tree: Tree) -> int:
+        count = 0
+        for z, p in list(self.disk.iter_log(tree.last)):
+            tree.apply(z, p)
+            count += 1
+        return count
+
+    def encode_snapshot(self, tree: Tree) -> bytes:
+        return encode_stream(tree)
+
+    def decode_snapshot(self, stream: bytes, zxid: int) -> Tree:
+        return decode_stream(stream, zxid)
+
+
+class Link:
+    """One direction of a Conn as the executors' Link (peer.QuorumStream.send)."""
+
+    __slots__ = ("world", "conn", "dest")
+
+    def __init__(self, world: World, conn: Conn, dest: int) -> None:
+        self.world, self.conn, self.dest = world, conn, dest
+
+    def send(self, pkt: QuorumPacket, raw: bytes = b"", encoded: bytes | None = None) -> None:
+        self.world.tcp_send(self.conn, self.dest, pkt, raw, encoded)
+
+
+class SessionFake:
+    """sessions.Session: what the leader knows of a client session."""
+
+    __slots__ = ("timeout", "closing", "owner")
+
+    def __init__(self, timeout: int) -> None:
+        self.timeout = timeout
+        self.closing = False
+        self.owner: int | None = None
+
+
+class SessionsFake:
+    """sessions.SessionTracker, without expiry (only the leader expires sessions)."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.sessions: dict[int, SessionFake] = {}
+        self.stats = stats
+
+    def add(self, sid: int, timeout: int) -> SessionFake:
+        s = self.sessions[sid] = SessionFake(timeout)
+        return s
+
+    def touch(self, sid: int, now_ms: int) -> bool:
+        s = self.sessions.get(sid)
+        if s is None or s.closing:
+            return False
+        self.stats.touches += 1
+        return True
+
+
 class Core:
-    """What server/core.py's ZooKeeperServer does for replication: log queue, commit, group commit."""
+    """server/core.py's ZooKeeperServer as the executors' Pipeline: the queue of logged txns
+    a commit applies, group commit (one fsync in flight, completing after a random delay,
+    then `zab.persisted(upto)`), sessions, and what a client's requests turn into
+    (`World.forwarded`, `World.revalidated`, `World.sync_released`)."""
 
-    __slots__ = ("tree", "queue", "zxid", "last_appended", "durable", "flushing", "serving")
-
-    def __init__(self, tree: Tree) -> None:
+    def __init__(self, world: World, node: Node, tree: Tree, txn_log: TxnLogFake) -> None:
+        self.world = world
+        self.node = node
         self.tree = tree
+        self.txn_log = txn_log
+        self.zab: Any = None  # the executor
         self.queue: deque[Entry] = deque()  # logged, not yet applied
         self.zxid = tree.last
         self.last_appended = self.zxid
         self.durable = -1
         self.flushing = False
         self.serving = False
+        self.write_error: str | None = None
+        self.touched: dict[int, int] = {}
+        self.sessions = SessionsFake(world.stats)
+        self.commits = 0
+
+    def now_ms(self) -> int:
+        return self.world.now
 
     def commit(self, upto: int) -> None:
-        q = self.queue
+        q, tree, n = self.queue, self.tree, 0
         while q and q[0][0] <= upto:
-            self.tree.apply(*q.popleft())
+            tree.apply(*q.popleft())
+            n += 1
+        self.commits += 1
+        self.world.committed(self.node, n)
+
+    def append(self, hdr: TxnHeader, payload: bytes) -> None:
+        """Leader (core._append): log, propose, queue, group commit."""
+        self.zxid = hdr.zxid
+        self.txn_log.append(hdr.zxid, payload)
+        self.zab.propose(hdr, payload)
+        self.last_appended = hdr.zxid
+        self.queue.append((hdr.zxid, payload))
+        self.request_flush()
+
+    def log_proposal(self, payload: bytes) -> int:
+        hdr = TxnHeader(*TXN_HEADER.unpack_from(payload))
+        decode_txn(hdr.type, payload[TXN_HEADER.size:])
+        self.txn_log.append(hdr.zxid, payload)
+        self.zxid = max(self.zxid, hdr.zxid)
+        self.last_appended = self.zxid
+        self.queue.append((hdr.zxid, payload))
+        self.request_flush()
+        return hdr.zxid
+
+    def request_flush(self) -> None:
+        if self.flushing or self.last_appended <= self.durable:
+            return
+        self.flushing = True
+        batch = self.txn_log.begin_sync()
+        w = self.world
+        w.push(w.now + w.rand(*w.fsync_delay), self.fsync_done, batch, self.last_appended)
+
+    def fsync_done(self, batch: list[list[Any]], upto: int) -> None:
+        if self.node.core is not self:
+            return  # crashed (the batch is lost) or retired (close() synced it)
+        self.txn_log.end_sync(batch)
+        self.flushing = False
+        self.durable = upto
+        self.zab.persisted(upto)
+        if self.node.core is self:
+            self.request_flush()
+
+    def forwarded(self, sid: int, cxid: int, op: int, body: bytes, auth: list[tuple[str, str]],
+                  owner: int) -> None:
+        self.world.forwarded(self.node, sid, op, body, owner)
+
+    def revalidated(self, sid: int, valid: bool) -> None:
+        self.world.revalidated(self.node, sid, valid)
+
+    def sync_released(self) -> None:
+        self.world.sync_released(self.node)
+
+    def flush_dirty(self) -> None:
+        pass
+
+    def replace_tree(self, tree: Tree) -> None:
+        if self.serving:
+            self.world.fail(f"server {self.node.sid} replaces its tree while serving")
+        self.tree = tree
+        self.zxid = tree.last
 
 
 # ---- members and connections -----------------------------------------------------------------
@@ -264,6 +443,7 @@ class Node:
         self.sid = sid
         self.voter = voter
         self.disk = Disk()
+        self.view: DiskView | None = None  # the executors' Disk over `disk`
         self.alive = False
         self.fle: Any = None  # FastLeaderElection
         self.fle_armed: int | None = None
@@ -273,8 +453,9 @@ class Node:
         self.role_id = 0
         self.ending: str | None = None
         self.core: Core | None = None
+        self.executor: Any = None  # LeaderExecutor or LearnerExecutor, with the role
         self.txn_log: TxnLogFake | None = None
-        self.handles: dict[int, Conn] = {}  # leader: its learners' connections
+        self.handles: dict[int, Link] = {}  # leader: the links to its learners (executor.links)
         self.next_handle = 0
         self.conn: Conn | None = None  # learner: its connection to the leader
         self.leader_sid = 0
@@ -301,6 +482,13 @@ class Stats:
     diffs: int = 0
     settle_ms: int = 0
     events: int = 0
+    kept_trees: int = 0  # role ends whose tree was kept for the next election
+    reloaded: int = 0  # role ends whose tree was not kept (mid-SNAP sync): recovered from disk
+    mid_sync_ends: int = 0  # learner role ends between DIFF/TRUNC/SNAP and UPTODATE
+    grouped_commits: int = 0  # a leader's commit() applying several txns (consecutive Commits)
+    revalidations: int = 0
+    revalidated_valid: int = 0
+    touches: int = 0  # sessions a leader touched (forwarded requests, learners' pings)
 
 
 # ---- the world -------------------------------------------------------------------------------
@@ -326,6 +514,7 @@ class World:
         self.nodes = {sid: Node(sid, sid in self.voters) for sid in sorted(self.voters | self.observers)}
         self.shape = (n_voters, n_observers)
         self.tcp_delay = (1, 10)
+        self.fsync_delay = (1, 10)
         self.group: dict[int, int] = {}
         self.blocked: set[tuple[int, int]] = set()
         self.G: list[Entry] = []
@@ -387,12 +576,13 @@ class World:
     def linked(self, a: int, b: int) -> bool:
         return self.nodes[a].alive and self.nodes[b].alive and self.reachable(a, b)
 
-    def tcp_send(self, conn: Conn, dest: int, pkt: QuorumPacket, raw: bytes | None = None) -> None:
+    def tcp_send(self, conn: Conn, dest: int, pkt: QuorumPacket, raw: bytes = b"",
+                 encoded: bytes | None = None) -> None:
         if not conn.open[1 - dest]:
             return
-        if pkt.type != PacketType.PING:  # what arrives is what the codec makes of the bytes
+        if pkt.type != PacketType.PING or pkt.data:  # what arrives is what the codec makes of the bytes
             reader = PacketReader()
-            reader.feed(pkt.encode())
+            reader.feed(encoded if encoded is not None else pkt.encode())
             decoded = reader.next()
             assert decoded is not None and not reader.buf and decoded == pkt, (pkt, decoded)
             pkt = decoded
@@ -437,6 +627,20 @@ class World:
             self.tcp_enqueue(conn, 1 - side, FIN)
 
     def deliver(self, conn: Conn, dest: int, items: list[Any]) -> None:
+        raise NotImplementedError
+
+    # -- what a member's server core reports (Core calls these; the simulator implements them)
+
+    def committed(self, n: Node, count: int) -> None:
+        raise NotImplementedError
+
+    def forwarded(self, n: Node, sid: int, op: int, body: bytes, owner: int) -> None:
+        raise NotImplementedError
+
+    def revalidated(self, n: Node, sid: int, valid: bool) -> None:
+        raise NotImplementedError
+
+    def sync_released(self, n: Node) -> None:
         raise NotImplementedError
 
     # -- the committed history -------------------------------------------------------------------
