@@ -138,8 +138,9 @@ class ZooKeeperServer:
         self.connecting: dict[int, ClientConnection] = {}  # createSession/revalidate in flight
         self.waiting_syncs: deque[ClientConnection] = deque()
         self.touched: dict[int, int] = {}  # learner: sessions seen since the last ping
-        self.write_error: str | None = None
-        self.serving = True
+        self.write_error: str | None = None  # set for good when the txn log fails
+        self._serving = True
+        self.on_disk_failed: Callable[[], None] | None = None  # the role's hook (ensemble)
         self.read_only = False  # readonlymode.enabled and no quorum: reads for read-only clients
         self.throttled = False
         self._last_appended = self.zxid
@@ -153,6 +154,15 @@ class ZooKeeperServer:
         now = self.now_ms()
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, now)
+
+    @property
+    def serving(self) -> bool:
+        """Whether clients are served: the role says so and the txn log has not failed."""
+        return self._serving and self.write_error is None
+
+    @serving.setter
+    def serving(self, value: bool) -> None:
+        self._serving = value
 
     @property
     def mode(self) -> str:
@@ -509,13 +519,25 @@ class ZooKeeperServer:
         self._request_flush()
 
     def _disk_failed(self, exc: BaseException) -> None:
+        """The txn log could not be made durable: nothing appended since the last good
+        sync is acknowledged, and this server stops serving clients for good, as Java
+        stops on a failed log write: every client connection is closed (clients move
+        to another server), new ones are closed at the handshake, ``ruok`` no longer
+        answers ``imok`` and srvr/stat/mntr say why.  The process stays up so that
+        monitoring can see the state; restart it once the disk is fixed (recovery
+        replays what reached the disk)."""
         self.write_error = f"txn log sync failed: {exc}"
-        log.error("%s; no longer accepting writes (fix the disk and restart the server)",
-                  self.write_error)
+        log.error("%s. This server no longer serves clients: every client connection is "
+                  "closed and new ones are refused. Free space or fix the disk under %s, then "
+                  "restart the server.", self.write_error, self.config.data_log_dir)
         for e in list(self.queue):
             if e.conn is not None:
                 e.conn.close()
         self.queue.clear()
+        for conn in list(self.connections):
+            conn.close()
+        if self.on_disk_failed is not None:
+            self.on_disk_failed()
 
     def commit(self, upto: int) -> None:
         """Apply every queued txn up to zxid upto, in order, and answer its client."""

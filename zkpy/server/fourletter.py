@@ -26,6 +26,9 @@ FOUR_LETTER_CODES: dict[int, str] = {int.from_bytes(w.encode(), "big"): w for w 
 FOUR_LETTER_CODES[0xFFF4FFFD] = "telnet-interrupt"
 
 
+NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
+
+
 def version_line() -> str:
     return f"{ZK_COMPAT_VERSION}-zkpy-{__version__}, built on 2026-11-22 00:00 UTC"
 
@@ -40,8 +43,15 @@ def run_four_letter_word(server: ZooKeeperServer, code: int) -> str:
         return ""
     if word not in server.config.four_letter_words:
         return f"{word} is not executed because it is not in the whitelist.\n"
+    if server.write_error is not None:
+        # the txn log failed: this server is done (Java exits); no imok, and say why
+        if word == "ruok":
+            return ""
+        if word not in ("conf", "envi", "dirs", "isro"):
+            return (f"{NOT_SERVING}\nDisk failure: {server.write_error}; restart the server once "
+                    "the disk is fixed\n")
     if not server.serving and word not in ("ruok", "conf", "envi", "dirs", "gtmk", "stmk", "isro"):
-        return "This ZooKeeper instance is not currently serving requests\n"
+        return f"{NOT_SERVING}\n"
     return _COMMANDS[word](server)
 
 
