@@ -58,6 +58,9 @@ class CountingTransport:
     def close(self) -> None:
         pass
 
+    def set_write_buffer_limits(self, high: int, low: int) -> None:
+        pass
+
     def pause_reading(self) -> None:
         pass
 

@@ -33,7 +33,7 @@ KNOWN_KEYS = {
     "admin.serverAddress", "fsync.warningthresholdms", "digest.enabled", "clientPortListenBacklog",
     "txnLogSizeLimitInKb", "snapshot.trust.empty", "db.autocreate", "jute.maxbuffer.extrasize",
     "nio.sessionlessCnxnTimeout", "syncEnabled", "cnxTimeout", "leaderServes",
-    "zkpy.inlineSyncMicros", "zkpy.snapshotOnShutdown",
+    "zkpy.inlineSyncMicros", "zkpy.snapshotOnShutdown", "zkpy.clientWriteHighWater",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -85,6 +85,8 @@ class Config:
     max_session_timeout: int = -1
     global_outstanding_limit: int = 1000
     max_cnxns: int = 0  # total client connections; 0 = no limit
+    # bytes of replies a client may leave unread before the server stops reading from it
+    client_write_high_water: int = 262144
     max_buffer: int = 1048575
     four_letter_words: frozenset[str] = frozenset({"srvr"})
     extended_types: bool = False
@@ -373,6 +375,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         max_session_timeout=_int(raw, "maxSessionTimeout", -1),
         global_outstanding_limit=_int(raw, "globalOutstandingLimit", 1000, minimum=1),
         max_cnxns=max(0, _int(raw, "maxCnxns", 0)),  # Java: <= 0 is no limit
+        client_write_high_water=_int(raw, "zkpy.clientWriteHighWater", 262144, minimum=4096),
         max_buffer=_int(raw, "jute.maxbuffer", 1048575, minimum=1024),
         four_letter_words=frozenset(words),
         extended_types=_java_get_boolean(raw, "extendedTypesEnabled", warnings),

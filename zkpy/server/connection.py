@@ -28,6 +28,13 @@ log = logging.getLogger("zkpy.connection")
 NEW, CONNECTING, ESTABLISHED, CLOSING = range(4)
 FORWARDED = WRITE_OPS | {OpCode.SYNC}
 
+# Why a connection is not read (bits of ClientConnection.held).  Frames already read
+# stay in `buf` until every reason is gone.
+HOLD_THROTTLE = 1  # globalOutstandingLimit: the server has too many requests outstanding
+HOLD_OUTPUT = 2  # the transport's write buffer is above its high-water mark
+HOLD_CONNECTING = 4  # the session is being created or revalidated
+HOLD_CLOSING = 8  # the connection closes once its replies are out (e.g. failed auth)
+
 
 class ClientConnection(asyncio.Protocol):
     """asyncio protocol for one client; hashable, used as the watcher identity."""
@@ -37,6 +44,9 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.out: list[bytes] = []
+        self.out_size = 0  # bytes in `out`
+        self.held = 0  # HOLD_* bits: while any is set, nothing more is read or processed
+        self._continue_scheduled = False
         self.state = NEW
         self.session_id = 0
         self.pending_timeout = 0
@@ -84,8 +94,10 @@ class ClientConnection(asyncio.Protocol):
             return
         self.auth_ids.append(("ip", self.peer_ip))
         server.connections.add(self)
+        high = config.client_write_high_water
+        transport.set_write_buffer_limits(high, high // 4)  # type: ignore[attr-defined]
         if server.throttled:
-            self.pause(True)
+            self.hold(HOLD_THROTTLE)
         loop = asyncio.get_running_loop()
         self._handshake_timer = loop.call_later(
             server.config.sessionless_cnxn_timeout_ms / 1000.0, self._handshake_timeout
@@ -99,6 +111,8 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         server = self.server
         server.connections.discard(self)
+        if self.pending:
+            server.forget_pending(self)
         if self.watched:
             server.tree.watches.remove_watcher(self, self.watched)
             self.watched.clear()
@@ -112,6 +126,40 @@ class ClientConnection(asyncio.Protocol):
         self._process()
         self.server.flush_dirty()
 
+    def pause_writing(self) -> None:
+        """The transport's write buffer passed its high-water mark: read no more requests
+        (and process none already read) until the client has taken its replies."""
+        self.hold(HOLD_OUTPUT)
+
+    def resume_writing(self) -> None:
+        self.release(HOLD_OUTPUT)
+
+    # ---- back-pressure ----------------------------------------------------------------
+    def hold(self, why: int) -> None:
+        """Stop reading from this client's socket (for reason `why`, a HOLD_* bit)."""
+        if not self.held and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.held |= why
+
+    def release(self, why: int) -> None:
+        """Reason `why` is gone; once none is left, read again and, soon, process the
+        frames that were read but not processed."""
+        if not self.held & why:
+            return
+        self.held &= ~why
+        if self.held or self.transport is None or self.closed:
+            return
+        self.transport.resume_reading()
+        if self.buf and not self._continue_scheduled:
+            self._continue_scheduled = True
+            asyncio.get_running_loop().call_soon(self._continue)
+
+    def _continue(self) -> None:
+        self._continue_scheduled = False
+        if self.buf and not self.held and not self.closed:
+            self._process()
+            self.server.flush_dirty()
+
     # ---- framing --------------------------------------------------------------------
     def _process(self) -> None:
         if self._processing:
@@ -122,11 +170,17 @@ class ClientConnection(asyncio.Protocol):
         end = len(buf)
         max_len = self.server.config.max_buffer
         server = self.server
+        high = server.config.client_write_high_water
         mv = memoryview(buf)
         if self.state == ESTABLISHED:
             server.touch(self)
         try:
-            while end - pos >= 4 and not self.closed and not self._close_when_flushed:
+            while end - pos >= 4 and not self.held and not self.closed:
+                if self.out_size > high:
+                    # replies beyond the high-water mark go out now; if the transport cannot
+                    # send them it calls pause_writing, and the rest waits in `buf`
+                    self.flush()
+                    continue
                 if self.state == CONNECTING:
                     break
                 n = INT.unpack_from(buf, pos)[0]
@@ -164,6 +218,10 @@ class ClientConnection(asyncio.Protocol):
         self.read_only_byte = req.read_only
         self.state = CONNECTING
         self.server.connect(self, req)
+        if self.state == CONNECTING and not self.closed:
+            # like Java's disableRecv until the session is settled: what the client
+            # pipelines behind its ConnectRequest waits in the socket, not in `buf`
+            self.hold(HOLD_CONNECTING)
 
     def _request(self, mv: memoryview, start: int, end: int) -> None:
         if end - start < 8:
@@ -221,7 +279,9 @@ class ClientConnection(asyncio.Protocol):
         ro = self.server.read_only if self.read_only_byte is not None else None
         body = encode_connect_response(timeout, sid, passwd, ro)
         self.send(INT.pack(len(body)) + body)
-        if self.buf:
+        if self.held & HOLD_CONNECTING:
+            self.release(HOLD_CONNECTING)  # the frames read meanwhile follow, soon
+        elif self.buf:
             self._process()
         self.flush()
 
@@ -239,6 +299,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.out:
             self.server.dirty.append(self)
         self.out.append(data)
+        self.out_size += len(data)
         self.sent += 1
 
     def notify(self, data: bytes) -> None:
@@ -249,9 +310,10 @@ class ClientConnection(asyncio.Protocol):
         out = self.out
         if out:
             self.server.stats.sent += len(out)
+            self.out = []
+            self.out_size = 0
             if self.transport is not None and not self.closed:
                 self.transport.writelines(out)
-            self.out = []
             self.last_response = time.time()
         if self._close_when_flushed:
             self.close()
@@ -259,13 +321,14 @@ class ClientConnection(asyncio.Protocol):
     def close_after_flush(self) -> None:
         """Close once the replies so far are out; no later frame is processed."""
         self._close_when_flushed = True
+        self.hold(HOLD_CLOSING)
 
     def close(self) -> None:
         if self.closed:
             return
         if self.out and self.transport is not None:
-            self.transport.writelines(self.out)
-            self.out = []
+            out, self.out, self.out_size = self.out, [], 0
+            self.transport.writelines(out)
         self.closed = True
         self.state = CLOSING
         if self.transport is not None:
@@ -301,13 +364,11 @@ class ClientConnection(asyncio.Protocol):
             self.auth_ids.append((scheme, ident))
 
     def pause(self, on: bool) -> None:
-        """Stop (or resume) reading from this client's socket."""
-        if self.transport is None or self.closed:
-            return
+        """globalOutstandingLimit: stop (or resume) reading from this client's socket."""
         if on:
-            self.transport.pause_reading()
+            self.hold(HOLD_THROTTLE)
         else:
-            self.transport.resume_reading()
+            self.release(HOLD_THROTTLE)
 
     @property
     def queued(self) -> int:

@@ -143,6 +143,7 @@ class ZooKeeperServer:
         self.on_disk_failed: Callable[[], None] | None = None  # the role's hook (ensemble)
         self.read_only = False  # readonlymode.enabled and no quorum: reads for read-only clients
         self.throttled = False
+        self.waiting = 0  # reads and syncs queued in connections' `pending` (outstanding)
         self._last_appended = self.zxid
         self._flushing = False
         # seconds; 0 (zkpy.inlineSyncMicros=0) means always the thread, even after free syncs
@@ -307,7 +308,7 @@ class ZooKeeperServer:
             return
         if req is MALFORMED and op not in WRITE_OPS:
             if conn.pending:
-                conn.pending.append((WAIT_READ, xid, op, req, time.perf_counter()))
+                self._wait(conn, (WAIT_READ, xid, op, req, time.perf_counter()))
             else:
                 self._read(conn, xid, op, req, 0.0)
             return
@@ -323,7 +324,7 @@ class ZooKeeperServer:
             conn.pending.append((WAIT_WRITE, xid, op, req, time.perf_counter()))
             self._write(conn, xid, op, req, body)
         elif op == OpCode.SYNC and (self.is_learner or self.queue):
-            conn.pending.append((WAIT_SYNC, xid, op, req, self.zxid))
+            self._wait(conn, (WAIT_SYNC, xid, op, req, self.zxid))
             if self.is_learner:
                 assert self.zab is not None
                 self.waiting_syncs.append(conn)
@@ -331,9 +332,29 @@ class ZooKeeperServer:
             else:
                 self.waiting_syncs.append(conn)
         elif conn.pending:
-            conn.pending.append((WAIT_READ, xid, op, req, time.perf_counter()))
+            self._wait(conn, (WAIT_READ, xid, op, req, time.perf_counter()))
         else:
             self._read(conn, xid, op, req, 0.0)
+
+    def _wait(self, conn: ClientConnection, item: tuple[Any, ...]) -> None:
+        """Queue a read or sync behind conn's earlier requests.  It is outstanding, as
+        Java's requestsInProcess counts reads too, so it counts against
+        globalOutstandingLimit."""
+        conn.pending.append(item)
+        self.waiting += 1
+        if len(self.queue) + self.waiting >= self._outstanding_limit and not self.throttled:
+            self._throttle(True)
+
+    def forget_pending(self, conn: ClientConnection) -> None:
+        """conn is gone: its queued reads and syncs are no longer outstanding (its
+        writes still are, until they commit)."""
+        self.waiting -= sum(1 for item in conn.pending if item[0] != WAIT_WRITE)
+        conn.pending.clear()
+        self._maybe_unthrottle()
+
+    def _maybe_unthrottle(self) -> None:
+        if self.throttled and len(self.queue) + self.waiting < max(1, self._outstanding_limit // 2):
+            self._throttle(False)
 
     def _write(self, conn: ClientConnection, xid: int, op: int, req: Any, body: bytes) -> None:
         if self.write_error is not None:
@@ -416,14 +437,16 @@ class ZooKeeperServer:
         self._last_appended = zxid
         queue = self.queue
         queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
-        if len(queue) >= self._outstanding_limit and not self.throttled:
+        if len(queue) + self.waiting >= self._outstanding_limit and not self.throttled:
             self._throttle(True)
         self._request_flush()
 
     def _throttle(self, on: bool) -> None:
-        """Back-pressure (globalOutstandingLimit): stop reading from clients until the queue drains."""
+        """Back-pressure (globalOutstandingLimit): stop reading from clients until half of
+        the outstanding requests (txns in the queue, reads and syncs waiting behind them)
+        are answered."""
         self.throttled = on
-        for c in self.connections:
+        for c in list(self.connections):
             c.pause(on)
 
     def log_proposal(self, payload: bytes) -> int:
@@ -552,10 +575,9 @@ class ZooKeeperServer:
             self.preparer.applied(last)
             if self.on_applied is not None:
                 self.on_applied(n)
-        if self.throttled and len(q) < self.config.global_outstanding_limit // 2:
-            self._throttle(False)
         if self.waiting_syncs and not self.is_learner:
             self._release_syncs()
+        self._maybe_unthrottle()
         self.flush_dirty()
 
     def _release_syncs(self) -> None:
@@ -580,6 +602,7 @@ class ZooKeeperServer:
                     break
             self._drain(conn)
             break
+        self._maybe_unthrottle()
         self.flush_dirty()
 
     def flush_dirty(self) -> None:
@@ -652,9 +675,11 @@ class ZooKeeperServer:
                 if extra != -1 and (self.is_learner or extra > self.tree.last_processed_zxid):
                     return
                 pending.popleft()
+                self.waiting -= 1
                 conn.send(frame(xid, self.tree.last_processed_zxid, 0, ustring(req.path)))
                 continue
             pending.popleft()
+            self.waiting -= 1
             self._read(conn, xid, op, req, extra)
 
     def _deliver(self, events: list[Event]) -> None:
