@@ -23,10 +23,10 @@ def path_error(path: str | None) -> str | None:
     if path in _VALID:
         return None
     err = _path_error(path)
-    if err is None:
+    if err is None and path is not None:  # _path_error refuses None: the second test only narrows
         if len(_VALID) >= _VALID_MAX:
             _VALID.clear()
-        _VALID[path] = None  # type: ignore[index]
+        _VALID[path] = None
     return err
 
 
@@ -53,9 +53,9 @@ def _path_error(path: str | None) -> str | None:
 
 def validate_path(path: str | None) -> str:
     """Return path if valid, else raise BADARGUMENTS."""
-    if path_error(path) is not None:
+    if path is None or path_error(path) is not None:
         raise KeeperError(Err.BADARGUMENTS, path)
-    return path  # type: ignore[return-value]
+    return path
 
 
 def split_path(path: str) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from zkpy.datatree.tree import DataTree
+    from zkpy.datatree.tree import DataTree, Znode
 
 QUOTA_ROOT = "/zookeeper/quota"
 LIMITS = "zookeeper_limits"
@@ -73,7 +73,7 @@ class QuotaTracker:
         if self.paths and delta and not path.startswith(QUOTA_ROOT + "/"):
             self._update(path, 0, delta)
 
-    def _stats_node(self, target: str):  # noqa: ANN202 - Znode, avoiding an import cycle
+    def _stats_node(self, target: str) -> Znode | None:
         return self.tree.nodes.get(f"{QUOTA_ROOT}{target}/{STATS}")
 
     def _update(self, path: str, count: int, size: int) -> None:

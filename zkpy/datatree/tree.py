@@ -85,10 +85,11 @@ class Znode:
         self.children: set[str] | frozenset[str] = NO_CHILDREN
 
     def add_child(self, name: str) -> None:
-        if self.children is NO_CHILDREN:
+        children = self.children
+        if isinstance(children, set):
+            children.add(name)
+        else:  # NO_CHILDREN, the only frozenset a node holds
             self.children = {name}
-        else:
-            self.children.add(name)  # type: ignore[union-attr]
 
     @property
     def reported_owner(self) -> int:
@@ -201,9 +202,8 @@ class DataTree:
         return res, events
 
     def _apply(self, type_: int, txn: Txn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
-        cls = type(txn)
-        if cls is SetDataTxn:  # the most common txn first
-            return self._set_data(txn, hdr, events)  # type: ignore[arg-type]
+        if type(txn) is SetDataTxn:  # the most common txn first
+            return self._set_data(txn, hdr, events)
         if isinstance(txn, CreateTxn):
             return self._create(txn, hdr, events)
         if isinstance(txn, DeleteTxn):
@@ -306,7 +306,9 @@ class DataTree:
                     if not s:
                         del self.ephemerals[owner]
         if parent is not None:
-            parent.children.discard(name)  # type: ignore[union-attr]
+            children = parent.children
+            if isinstance(children, set):  # else NO_CHILDREN: nothing to discard
+                children.discard(name)
             if zxid > parent.pzxid:
                 parent.pzxid = zxid
         self.quotas.deleted(path, len(node.data) if node.data else 0)

@@ -7,7 +7,16 @@ protocol error from the remote side, never as a bug of ours.
 
 from __future__ import annotations
 
+import builtins
 import struct
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mmap import mmap
+
+    # What a Reader decodes from: whole frames (bytes), receive buffers (bytearray),
+    # views into them, and memory-mapped snapshot files.
+    ReadBuffer = bytes | bytearray | memoryview | mmap
 
 _INT = struct.Struct(">i")
 _LONG = struct.Struct(">q")
@@ -25,7 +34,7 @@ class Reader:
 
     __slots__ = ("buf", "pos", "end")
 
-    def __init__(self, buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> None:
+    def __init__(self, buf: ReadBuffer, pos: int = 0, end: int | None = None) -> None:
         self.buf = buf
         self.pos = pos
         self.end = len(buf) if end is None else end
@@ -40,16 +49,19 @@ class Reader:
         self.pos = p + n
         return p
 
+    # The methods named int/bool shadow the builtins inside the class body, hence builtins.int below.
     def int(self) -> int:
-        return _INT.unpack_from(self.buf, self._need(4))[0]
+        v: int = _INT.unpack_from(self.buf, self._need(4))[0]
+        return v
 
-    def long(self) -> int:
-        return _LONG.unpack_from(self.buf, self._need(8))[0]
+    def long(self) -> builtins.int:
+        v: builtins.int = _LONG.unpack_from(self.buf, self._need(8))[0]
+        return v
 
     def bool(self) -> bool:
         return self.buf[self._need(1)] != 0
 
-    def byte(self) -> int:
+    def byte(self) -> builtins.int:
         b = self.buf[self._need(1)]
         return b - 256 if b > 127 else b
 
@@ -93,7 +105,7 @@ class Writer:
         self.buf += _INT.pack(v)
         return self
 
-    def long(self, v: int) -> Writer:
+    def long(self, v: builtins.int) -> Writer:
         self.buf += _LONG.pack(v)
         return self
 
@@ -101,7 +113,7 @@ class Writer:
         self.buf.append(1 if v else 0)
         return self
 
-    def byte(self, v: int) -> Writer:
+    def byte(self, v: builtins.int) -> Writer:
         self.buf.append(v & 0xFF)
         return self
 

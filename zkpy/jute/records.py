@@ -40,7 +40,7 @@ def read_acl_list(r: Reader) -> list[ACL] | None:
         # null scheme/id stay None: fixup_acl answers them the way Java does
         scheme = r.ustring()
         ident = r.ustring()
-        out.append(ACL(perms, scheme, ident))  # type: ignore[arg-type]
+        out.append(ACL(perms, scheme, ident))  # type: ignore[arg-type]  # None until fixup_acl refuses it
     return out
 
 
@@ -295,7 +295,7 @@ def _multi(r: Reader) -> MultiRequest:
         r.pos += size
         if done:
             break
-        dec = _MULTI_OPS.get(op)  # type: ignore[call-overload]
+        dec = _MULTI_OPS.get(op)
         if dec is None:
             raise UnknownMultiOp(f"op type {op} not allowed in multi")
         ops.append(_tuple(MultiOp, (op, dec(r))))

@@ -7,11 +7,14 @@ into the txn log, into ZAB PROPOSAL packets and into a Java server's files.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from zkpy.jute.codec import Reader, Writer
 from zkpy.jute.constants import OpCode
 from zkpy.jute.records import ACL, read_acl_list, write_acl_list
+
+if TYPE_CHECKING:
+    from zkpy.jute.codec import ReadBuffer
 
 TXN_HEADER = struct.Struct(">qiqqi")  # clientId, cxid, zxid, time, type
 
@@ -117,21 +120,21 @@ def _acl_bytes(acl: list[ACL] | tuple[ACL, ...]) -> bytes:
 
 def encode_txn(txn: Txn) -> bytes:
     """Serialize the record part of a txn (without the header)."""
-    cls = type(txn)
-    if cls is SetDataTxn:  # the hot cases, packed directly
-        d = txn.data  # type: ignore[union-attr]
-        return (_ustr(txn.path) + (_NULL if d is None else _I.pack(len(d)) + d)  # type: ignore[union-attr]
-                + _I.pack(txn.version))  # type: ignore[union-attr]
-    if cls is CreateTxn and txn.kind == OpCode.CREATE:  # type: ignore[union-attr]
-        d = txn.data  # type: ignore[union-attr]
-        return (_ustr(txn.path) + (_NULL if d is None else _I.pack(len(d)) + d)  # type: ignore[union-attr]
-                + _acl_bytes(txn.acl)  # type: ignore[union-attr]
-                + _CREATE_TAIL.pack(txn.ephemeral, txn.parent_cversion))  # type: ignore[union-attr]
-    if cls is DeleteTxn:
-        return _ustr(txn.path)  # type: ignore[union-attr]
-    if cls is MultiTxn:
-        parts = [_I.pack(len(txn.txns))]  # type: ignore[union-attr]
-        for t, sub in txn.txns:  # type: ignore[union-attr]
+    # exact-type tests (no subclasses exist): the hot cases, packed directly
+    if type(txn) is SetDataTxn:
+        d = txn.data
+        return (_ustr(txn.path) + (_NULL if d is None else _I.pack(len(d)) + d)
+                + _I.pack(txn.version))
+    if type(txn) is CreateTxn and txn.kind == OpCode.CREATE:
+        d = txn.data
+        return (_ustr(txn.path) + (_NULL if d is None else _I.pack(len(d)) + d)
+                + _acl_bytes(txn.acl)
+                + _CREATE_TAIL.pack(txn.ephemeral, txn.parent_cversion))
+    if type(txn) is DeleteTxn:
+        return _ustr(txn.path)
+    if type(txn) is MultiTxn:
+        parts = [_I.pack(len(txn.txns))]
+        for t, sub in txn.txns:
             rec = encode_txn(sub)
             parts.append(_SUB_TXN.pack(t, len(rec)))
             parts.append(rec)
@@ -184,7 +187,7 @@ def decode_txn(type_: int, buf: bytes | memoryview) -> Txn:
 _ACL_CACHE: dict[bytes, list[ACL]] = {}
 
 
-def _fast_create(buf: bytes | memoryview) -> CreateTxn | None:
+def _fast_create(buf: ReadBuffer) -> CreateTxn | None:
     """CreateTxn with a non-null path and data and at most one ACL entry, decoded with
     slicing and a cache of ACL encodings (almost every txn replayed at recovery); None
     when the record is anything else, for the general decoder."""

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from zkpy.datatree.quota import QUOTA_ROOT
-from zkpy.datatree.tree import NO_CHILDREN, DataTree, Znode, intern_acl
+from zkpy.datatree.tree import DataTree, Znode, intern_acl
 from zkpy.jute.codec import MAX_FIELD_LEN, JuteError, Reader
 from zkpy.jute.constants import OpCode
 from zkpy.jute.records import ACL, read_acl_list
@@ -203,10 +203,10 @@ def replay_create(tree: DataTree, hdr: TxnHeader, rec: bytes) -> bool:
     data = None if dn < 0 else rec[q + 4 : a]
     owner = hdr.client_id if ephemeral else 0
     nodes[path] = Znode(data, acl, zxid, hdr.time, owner)
-    if children is NO_CHILDREN:  # Znode.add_child
+    if isinstance(children, set):  # Znode.add_child
+        children.add(name)
+    else:  # NO_CHILDREN, the only frozenset a node holds
         parent.children = {name}
-    else:
-        children.add(name)  # type: ignore[union-attr]
     if owner:
         tree._index_owner(path, owner)
     quotas = tree.quotas

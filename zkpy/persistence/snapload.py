@@ -123,7 +123,8 @@ def check_seals(raw: bytes | mmap.mmap, pos: int, crc: int | None = None) -> dic
     def sealed(at: int, crc: int) -> bool:
         if at + 13 > size or raw[at + 8 : at + 13] != SNAP_TAIL:
             return False
-        return _LONG.unpack_from(raw, at)[0] == crc
+        sealed_crc: int = _LONG.unpack_from(raw, at)[0]
+        return sealed_crc == crc
 
     if crc is None:
         crc = zlib.adler32(mv[:pos])
@@ -310,4 +311,4 @@ def _link_children(nodes: dict[str, Znode]) -> None:
         if parent.children is NO_CHILDREN:
             parent.children = names
         else:
-            parent.children |= names  # type: ignore[operator]
+            parent.children |= names

@@ -202,10 +202,12 @@ def _serialize_nodes(items: list[Item], strict: bool) -> tuple[list[tuple[int, A
             acl_lists.append((ref, acl))
         except TypeError:  # an unhashable (list) ACL: normalise
             acl = tuple(acl)
-            ref = refs.get(acl)
-            if ref is None:
+            known = refs.get(acl)
+            if known is None:
                 ref = refs[acl] = len(acl_lists) + 1
                 acl_lists.append((ref, acl))
+            else:
+                ref = known
         if path == "/":
             if root_done:
                 continue

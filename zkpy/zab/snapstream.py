@@ -114,7 +114,7 @@ class SnapScanner:
             return None
         if not self._need(buf, 4 + len(END_MARK)):
             return None
-        n = _INT.unpack_from(buf, self.pos)[0]
+        n: int = _INT.unpack_from(buf, self.pos)[0]
         mark = bytes(buf[self.pos + 4:self.pos + 4 + max(n, 0)])
         if mark != END_MARK:
             raise JuteError("SNAP stream does not end with BenWasHere")
