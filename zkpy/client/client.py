@@ -13,7 +13,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from zkpy.client import requests as rq
 from zkpy.client.requests import MultiResult, Stat
@@ -86,7 +86,9 @@ class _Wire(asyncio.Protocol):
         self.handshake: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # create_connection hands a stream protocol an asyncio.Transport; the base
+        # signature only says BaseTransport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
