@@ -7,7 +7,7 @@ by the functions at the bottom.  Field orders follow zookeeper.jute.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from zkpy.jute.codec import MAX_FIELD_LEN, JuteError, Reader, Writer
@@ -152,9 +152,13 @@ class ReconfigRequest(NamedTuple):
     cur_config_id: int
 
 
+# what _MULTI_OPS decodes: create (all four kinds), delete/check, setData, getData/getChildren
+MultiSubRequest = CreateRequest | PathVersion | SetDataRequest | PathWatch
+
+
 class MultiOp(NamedTuple):
     op: int
-    req: object
+    req: MultiSubRequest
 
 
 class MultiRequest(NamedTuple):
@@ -263,7 +267,7 @@ def _reconfig(r: Reader) -> ReconfigRequest:
     return ReconfigRequest(r.ustring(), r.ustring(), r.ustring(), r.long())
 
 
-_MULTI_OPS = {
+_MULTI_OPS: dict[int, Callable[[Reader], MultiSubRequest]] = {
     OpCode.CREATE: _create,
     OpCode.CREATE2: _create,
     OpCode.CREATE_CONTAINER: _create,
@@ -308,7 +312,9 @@ def _empty(r: Reader) -> None:
     return None
 
 
-REQUEST_DECODERS = {
+# What a request decodes to depends on its op (CreateRequest for CREATE, ...), which the
+# callers dispatch on; the table itself can only promise an object.
+REQUEST_DECODERS: dict[int, Callable[[Reader], object]] = {
     OpCode.CREATE: _create,
     OpCode.CREATE2: _create,
     OpCode.CREATE_CONTAINER: _create,

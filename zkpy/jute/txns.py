@@ -55,7 +55,7 @@ class SetDataTxn(NamedTuple):
 
 class SetACLTxn(NamedTuple):
     path: str
-    acl: list[ACL]
+    acl: list[ACL] | tuple[ACL, ...]  # a tuple from fixup_acl, a list when decoded
     version: int
 
 

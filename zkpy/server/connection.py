@@ -11,11 +11,17 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import Err, OpCode
-from zkpy.jute.records import REQUEST_DECODERS, REQUEST_HEADER, ConnectRequest, UnknownMultiOp
+from zkpy.jute.records import (
+    REQUEST_DECODERS,
+    REQUEST_HEADER,
+    ConnectRequest,
+    MultiRequest,
+    UnknownMultiOp,
+)
 from zkpy.server.core import MALFORMED, WRITE_OPS
 from zkpy.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
 from zkpy.server.replies import frame
@@ -75,7 +81,9 @@ class ClientConnection(asyncio.Protocol):
 
     # ---- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # create_server hands a stream protocol an asyncio.Transport; the base signature
+        # only says BaseTransport
+        self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.peer_ip, self.peer_port = str(peer[0]), int(peer[1])
         self.peer = f"{self.peer_ip}:{self.peer_port}"
@@ -95,7 +103,7 @@ class ClientConnection(asyncio.Protocol):
         self.auth_ids.append(("ip", self.peer_ip))
         server.connections.add(self)
         high = config.client_write_high_water
-        transport.set_write_buffer_limits(high, high // 4)  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high, high // 4)
         if server.throttled:
             self.hold(HOLD_THROTTLE)
         loop = asyncio.get_running_loop()
@@ -229,7 +237,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         xid, op = REQUEST_HEADER.unpack_from(mv, start)
-        decoder = REQUEST_DECODERS.get(op)  # type: ignore[call-overload]
+        decoder = REQUEST_DECODERS.get(op)
         if decoder is None or op == OpCode.CHECK:
             # zxid -1: the request never got one (Java's UnimplementedRequestProcessor).
             self.send(frame(xid, -1, Err.UNIMPLEMENTED))
@@ -247,7 +255,8 @@ class ClientConnection(asyncio.Protocol):
                 return
             log.info("%s: undecodable request (op %d): %s", self.peer, op, e)
             req = MALFORMED
-        if op == OpCode.MULTI_READ and req is not MALFORMED and any(
+        # a MULTI_READ decodes to a MultiRequest or is MALFORMED
+        if op == OpCode.MULTI_READ and isinstance(req, MultiRequest) and any(
             o.op not in (OpCode.GET_DATA, OpCode.GET_CHILDREN) for o in req.ops
         ):
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))

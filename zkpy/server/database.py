@@ -53,7 +53,7 @@ class Database:
         self._roll_at = self._next_roll()
         self._snapshotting = False
         self._writer: _Writer | None = None  # the forked child writing a snapshot, if any
-        self._written: asyncio.Future[None] | None = None  # done when that snapshot is
+        self._written: asyncio.Future[int | None] | None = None  # done when that snapshot is
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zkpy-snapshot")
         # Java snapshots right after loading; we do it once serving has started, in the
         # background (the log still holds everything the snapshot would)
@@ -90,7 +90,7 @@ class Database:
         path = self.snap_dir / file_name("snapshot", zxid)
         self._snapshotting = True
         started = time.monotonic()
-        write: Callable[[], None]
+        write: Callable[[], int | None]  # the file size when written in-process (unused)
         writer = None
         if hasattr(os, "fork"):
             writer = _Writer(_fork_snapshot_writer(tree, path), zxid, path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from zkpy.datatree.acl import AuthId, fixup_acl, require
 from zkpy.datatree.paths import SYSTEM_PATHS, path_error, split_path
@@ -141,19 +142,23 @@ class Preparer:
 
     # ---- ops ----------------------------------------------------------------------
     def prepare(self, op: int, req: object, zxid: int, sid: int, auth: Sequence[AuthId]) -> Txn:
-        """Validate one write and return its txn; raise KeeperError if it fails."""
+        """Validate one write and return its txn; raise KeeperError if it fails.
+
+        req is the record REQUEST_DECODERS (or a multi) decoded for op; no type expresses
+        that pairing, hence the ignores below.
+        """
         if op in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
-            return self._create(op, req, zxid, sid, auth)  # type: ignore[arg-type]
+            return self._create(op, req, zxid, sid, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.DELETE:
-            return self._delete(req, zxid, auth)  # type: ignore[arg-type]
+            return self._delete(req, zxid, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.SET_DATA:
-            return self._set_data(req, zxid, auth)  # type: ignore[arg-type]
+            return self._set_data(req, zxid, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.SET_ACL:
-            return self._set_acl(req, zxid, auth)  # type: ignore[arg-type]
+            return self._set_acl(req, zxid, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.CHECK:
-            return self._check(req, auth)  # type: ignore[arg-type]
+            return self._check(req, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.DELETE_CONTAINER:
-            return self._delete_container(req, zxid)  # type: ignore[arg-type]
+            return self._delete_container(req, zxid)  # type: ignore[arg-type]  # op fixes req's type
         raise KeeperError(Err.UNIMPLEMENTED)
 
     def prepare_multi(
@@ -363,7 +368,7 @@ def _multi_create_op(op: int, sub: object) -> tuple[int, object]:
         raise KeeperError(Err.MARSHALLINGERROR)  # read ops mixed into a write multi
     if op not in _CREATE_OPS:
         return op, sub
-    req: CreateRequest = sub  # type: ignore[assignment]
+    req = cast(CreateRequest, sub)  # a create op's record (see _MULTI_OPS)
     try:
         mode = CreateMode(req.flags)
     except ValueError:

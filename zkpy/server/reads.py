@@ -105,9 +105,9 @@ def multi_read(tree: DataTree, ctx: ReadContext, req: MultiRequest, skip_acl: bo
     for op, sub in req.ops:
         try:
             if op == OpCode.GET_DATA:
-                body = get_data(tree, ctx, PathWatch(sub.path, False), skip_acl)  # type: ignore[attr-defined]
+                body = get_data(tree, ctx, PathWatch(sub.path, False), skip_acl)
             elif op == OpCode.GET_CHILDREN:
-                body = get_children(tree, ctx, PathWatch(sub.path, False), skip_acl, False)  # type: ignore[attr-defined]
+                body = get_children(tree, ctx, PathWatch(sub.path, False), skip_acl, False)
             else:
                 raise KeeperError(Err.MARSHALLINGERROR)
             w.int(op).bool(False).int(0).raw(body)
