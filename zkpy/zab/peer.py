@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from zkpy.datatree.tree import DataTree
 from zkpy.election.fle import Decided, FastLeaderElection
@@ -76,7 +76,9 @@ class QuorumStream(asyncio.Protocol):
         self.out_streams = _PENDING_STREAMS
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a stream protocol is handed an asyncio.Transport; the base signature only says
+        # BaseTransport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -145,7 +147,7 @@ class QuorumPeer:
         self.core = ZooKeeperServer(config, server_id=self.my_id)
         self.core.serving = False
         self.state = ServerState.LOOKING
-        self._decided: asyncio.Future[Decided] | None = None
+        self._decided: asyncio.Future[Decided | str] | None = None  # "stopping": request_stop
         self._role_done: asyncio.Future[str] | None = None
         self._fle_timer: asyncio.TimerHandle | None = None
         self._stopping = False
@@ -184,7 +186,7 @@ class QuorumPeer:
             tree, last_zxid = self._load_tree(kept)
             accepted, current = load_epochs(self.snap_dir, last_zxid)
             decided = await self._elect(last_zxid, current, tree)
-            if self._stopping:
+            if self._stopping or not isinstance(decided, Decided):  # "stopping" implies _stopping
                 break
             if decided.state == ServerState.LEADING:
                 reason = await self._lead(tree, last_zxid, accepted, current)
@@ -218,7 +220,7 @@ class QuorumPeer:
         self._stopping = True
         for fut in (self._decided, self._role_done):
             if fut is not None and not fut.done():
-                fut.set_result("stopping")  # type: ignore[arg-type]
+                fut.set_result("stopping")
 
     def _retire_core(self) -> None:
         old = self.core
@@ -271,7 +273,7 @@ class QuorumPeer:
         old.close()
         log.warning("server %d: no quorum; serving read-only clients", self.my_id)
 
-    async def _elect(self, last_zxid: int, current_epoch: int, tree: Any = None) -> Decided:
+    async def _elect(self, last_zxid: int, current_epoch: int, tree: Any = None) -> Decided | str:
         self.state = ServerState.LOOKING
         self._decided = asyncio.get_running_loop().create_future()
         self._run_fle(self.fle.look(self.now(), last_zxid, current_epoch))
