@@ -33,6 +33,7 @@ KNOWN_KEYS = {
     "admin.serverAddress", "fsync.warningthresholdms", "digest.enabled", "clientPortListenBacklog",
     "txnLogSizeLimitInKb", "snapshot.trust.empty", "db.autocreate", "jute.maxbuffer.extrasize",
     "nio.sessionlessCnxnTimeout", "syncEnabled", "cnxTimeout", "leaderServes",
+    "localSessionsEnabled", "localSessionsUpgradingEnabled",
     "zkpy.inlineSyncMicros", "zkpy.snapshotOnShutdown", "zkpy.clientWriteHighWater",
 }
 
@@ -48,7 +49,7 @@ JAVA_ONLY_PREFIXES = (
     "snapshotSizeFactor", "largeRequest", "tcpKeepAlive", "clientTcpKeepAlive",
     "enforceQuota", "emulate353TTLNodes", "electionPortBindRetry", "fastleader.",
     "connectToLearnerMasterLimit", "quorumListenOnAllIPs", "observerMasterPort",
-    "localSessions", "oraclePath",
+    "oraclePath",
     "leader.maxTimeToWaitForEpoch", "DigestAuthenticationProvider.digestAlg",
     "client.portUnification", "enforce.auth.", "sessionRequireClientSASLAuth",
     "allowSaslFailedClients", "superUser",
@@ -106,6 +107,8 @@ class Config:
     init_limit: int | None = None
     sync_limit: int | None = None
     reconfig_enabled: bool = False
+    local_sessions_enabled: bool = False  # ensemble: sessions that live on one member, no txn
+    local_sessions_upgrading: bool = False  # a local session's first ephemeral makes it global
     standalone_enabled: bool = True
     container_check_interval_ms: int = 60000
     container_max_per_minute: int = 10000
@@ -396,6 +399,8 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         init_limit=_int(raw, "initLimit", 0) if "initLimit" in raw else None,
         sync_limit=_int(raw, "syncLimit", 0) if "syncLimit" in raw else None,
         reconfig_enabled=_bool(raw, "reconfigEnabled", False),
+        local_sessions_enabled=_bool(raw, "localSessionsEnabled", False),
+        local_sessions_upgrading=_bool(raw, "localSessionsUpgradingEnabled", False),
         standalone_enabled=_bool(raw, "standaloneEnabled", True),
         container_check_interval_ms=_int(raw, "znode.container.checkIntervalMs", 60000, minimum=1),
         container_max_per_minute=_int(raw, "znode.container.maxPerMinute", 10000, minimum=1),

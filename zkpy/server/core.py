@@ -50,6 +50,7 @@ from zkpy.jute.txns import (
 )
 from zkpy.server import reads, session_requests
 from zkpy.server.config import Config
+from zkpy.server.local_sessions import creates_ephemeral, server_of
 from zkpy.server.prepare import Preparer, Settings
 from zkpy.server.replies import frame, notification, ustring, write_result_body
 from zkpy.server.sessions import SessionTracker, session_password
@@ -89,6 +90,7 @@ class Entry:
 
 # kinds of items in a connection's `pending` queue
 WAIT_WRITE, WAIT_READ, WAIT_SYNC = 0, 1, 2
+LOCAL_CLOSE = object()  # the request of a queued closeSession of a local session
 
 
 class Replication(Protocol):
@@ -135,6 +137,10 @@ class ZooKeeperServer:
         self.sessions = SessionTracker(server_id, config.tick_time, self.now_ms(),
                                        int(time.time() * 1000))
         self.local_sessions: dict[int, ClientConnection] = {}  # session id -> its connection here
+        # localSessionsEnabled (ensemble only): sessions that live on this member alone
+        self.local_tracker: SessionTracker | None = None
+        if config.local_sessions_enabled and zab is not None:
+            self.local_tracker = SessionTracker(server_id, config.tick_time, self.now_ms(), 0)
         self.connecting: dict[int, ClientConnection] = {}  # createSession/revalidate in flight
         self.waiting_syncs: deque[ClientConnection] = deque()
         self.touched: dict[int, int] = {}  # learner: sessions seen since the last ping
@@ -217,6 +223,12 @@ class ZooKeeperServer:
             conn.connect_failed()
             return
         conn.pending_timeout = timeout
+        lt = self.local_tracker
+        if lt is not None and sid in lt.sessions:  # a local session of ours: no leader to ask
+            lt.sessions[sid].timeout = timeout
+            lt.touch(sid, self.now_ms())
+            self._established(conn, sid, timeout)
+            return
         if self.is_learner:
             assert self.zab is not None
             self.connecting[sid] = conn
@@ -260,7 +272,7 @@ class ZooKeeperServer:
 
     def _established(self, conn: ClientConnection, sid: int, timeout: int) -> None:
         self.local_sessions[sid] = conn
-        if self.is_learner:
+        if self.is_learner and (self.local_tracker is None or sid not in self.local_tracker.sessions):
             self.touched[sid] = timeout
         conn.session_established(sid, timeout, session_password(sid))
 
@@ -271,6 +283,10 @@ class ZooKeeperServer:
         sid = self.sessions.new_id()
         conn.session_id = sid
         conn.pending_timeout = timeout
+        if self.local_tracker is not None:  # no txn: the session lives here only
+            self.local_tracker.add(sid, timeout, self.now_ms()).owner = self.server_id
+            self._established(conn, sid, timeout)
+            return
         self.connecting[sid] = conn
         if self.is_learner:
             assert self.zab is not None
@@ -283,6 +299,9 @@ class ZooKeeperServer:
     # ---- requests -------------------------------------------------------------------
     def touch(self, conn: ClientConnection) -> None:
         """conn's client sent something: its session is alive (called once per read batch)."""
+        lt = self.local_tracker
+        if lt is not None and lt.touch(conn.session_id, self.now_ms()):
+            return
         if self.is_learner:
             self.touched[conn.session_id] = conn.timeout
         else:
@@ -294,9 +313,10 @@ class ZooKeeperServer:
         if zab is None or zab.role == "leader":
             session = self.sessions.sessions.get(conn.session_id)
             if session is None or session.closing:
-                conn.send(frame(xid, self.tree.last_processed_zxid, Err.SESSIONEXPIRED))
-                return
-            if session.owner != self.server_id:
+                if session is not None or not self._is_local(conn.session_id):
+                    conn.send(frame(xid, self.tree.last_processed_zxid, Err.SESSIONEXPIRED))
+                    return
+            elif session.owner != self.server_id:
                 if session.owner is not None:
                     # The session moved to a learner: as the reference, a connection that
                     # no longer owns its session is closed without an answer.
@@ -319,6 +339,13 @@ class ZooKeeperServer:
                 conn.close_after_flush()
             else:
                 conn.send(frame(xid, self.tree.last_processed_zxid, Err.NOTREADONLY))
+            return
+        if op == OpCode.CLOSE_SESSION and self._is_local(conn.session_id):
+            # no txn: answered here, in order with the session's earlier reads
+            if conn.pending:
+                self._wait(conn, (WAIT_READ, xid, op, LOCAL_CLOSE, time.perf_counter()))
+            else:
+                self._close_local(conn, xid)
             return
         if op in WRITE_OPS:
             conn.pending.append((WAIT_WRITE, xid, op, req, time.perf_counter()))
@@ -362,6 +389,13 @@ class ZooKeeperServer:
             conn.send(frame(xid, self.tree.last_processed_zxid, Err.SYSTEMERROR))
             return
         sid = conn.session_id
+        if self.local_tracker is not None and sid in self.local_tracker.sessions \
+                and creates_ephemeral(op, req):
+            if not self.config.local_sessions_upgrading:
+                conn.pending.pop()
+                conn.send(frame(xid, self.tree.last_processed_zxid, Err.EPHEMERALONLOCALSESSION))
+                return
+            self._upgrade(sid)
         if self.is_learner:
             assert self.zab is not None
             self.zab.forward(sid, xid, op, body, conn.auth_ids)
@@ -371,6 +405,32 @@ class ZooKeeperServer:
             return
         txn, type_ = self._prepare(sid, op, req, conn.auth_ids, self.server_id)
         self._append(conn, xid, op, sid, txn, type_)
+
+    def _is_local(self, sid: int) -> bool:
+        return self.local_tracker is not None and sid in self.local_tracker.sessions
+
+    def _upgrade(self, sid: int) -> None:
+        """Make local session sid global (its first ephemeral create): a createSession
+        goes to the leader ahead of the write that needs it."""
+        assert self.local_tracker is not None
+        timeout = self.local_tracker.sessions[sid].timeout
+        self.local_tracker.remove(sid)
+        log.info("upgrading local session 0x%x to a global session", sid & 0xFFFFFFFFFFFFFFFF)
+        if self.is_learner:
+            assert self.zab is not None
+            self.touched[sid] = timeout
+            self.zab.forward(sid, 0, OpCode.CREATE_SESSION, INT.pack(timeout), [])
+            return
+        self.sessions.add(sid, timeout, self.now_ms()).owner = self.server_id
+        self._append(None, 0, OpCode.CREATE_SESSION, sid, CreateSessionTxn(timeout),
+                     OpCode.CREATE_SESSION)
+
+    def _close_local(self, conn: ClientConnection, xid: int) -> None:
+        assert self.local_tracker is not None
+        self.local_tracker.remove(conn.session_id)
+        self.local_sessions.pop(conn.session_id, None)
+        conn.send(frame(xid, self.tree.last_processed_zxid, 0))
+        conn.close_after_flush()
 
     def _prepare(self, sid: int, op: int, req: Any, auth: list[tuple[str, str]],
                  owner: int) -> tuple[Txn, int]:
@@ -382,8 +442,14 @@ class ZooKeeperServer:
         if sid != 0:
             session = self.sessions.sessions.get(sid)
             if session is None or session.closing:
-                return ErrorTxn(Err.SESSIONEXPIRED), OpCode.ERROR
-            if session.owner != owner:
+                # a session this leader does not track may be a learner's local session
+                # (as the reference: one whose id names another server, or ours); an
+                # ephemeral needs a global session
+                lt = self.local_tracker
+                if session is not None or lt is None or creates_ephemeral(op, req) \
+                        or not (sid in lt.sessions or server_of(sid) != self.server_id & 0xFF):
+                    return ErrorTxn(Err.SESSIONEXPIRED), OpCode.ERROR
+            elif session.owner != owner:
                 if session.owner is not None:  # resumed on another server since
                     return ErrorTxn(Err.SESSIONMOVED), OpCode.ERROR
                 session.owner = owner
@@ -622,6 +688,8 @@ class ZooKeeperServer:
         if hdr.type == OpCode.CREATE_SESSION:
             if self.is_learner:
                 self.sessions.add(sid, e.txn.timeout, self.now_ms())  # type: ignore[union-attr]
+            if self.local_tracker is not None:  # upgraded: global from now on
+                self.local_tracker.remove(sid)
             conn = self.connecting.pop(sid, None)
             if conn is not None and not conn.closed:
                 self._established(conn, sid, conn.pending_timeout)
@@ -711,6 +779,9 @@ class ZooKeeperServer:
         """Answer a read; started is when it was queued, 0.0 for one answered on arrival."""
         tree = self.tree
         skip = self.config.skip_acl
+        if req is LOCAL_CLOSE:
+            self._close_local(conn, xid)
+            return
         try:
             if req is MALFORMED:
                 raise KeeperError(Err.MARSHALLINGERROR)
@@ -761,6 +832,12 @@ class ZooKeeperServer:
 
     # ---- timers ---------------------------------------------------------------------
     def expire_sessions(self) -> None:
+        lt = self.local_tracker
+        if lt is not None:  # local sessions expire where they live, without a txn
+            for sid in lt.expired(self.now_ms()):
+                log.info("local session 0x%x expired", sid & 0xFFFFFFFFFFFFFFFF)
+                lt.remove(sid)
+                self._drop_session(sid)
         if self.is_learner:
             return
         for sid in self.sessions.expired(self.now_ms()):
@@ -778,7 +855,12 @@ class ZooKeeperServer:
         self._append(None, 0, OpCode.CLOSE_SESSION, sid, txn, type_)
 
     def sweep_containers(self, wall_ms: int, limit: int) -> int:
-        """Delete empty containers that have had children, and expired TTL nodes."""
+        """Delete empty containers that have had children, and expired TTL nodes.
+
+        Only where txns are proposed (standalone or an established leader), as the
+        reference's ContainerManager; the deletes go through the pipeline like any write."""
+        if self.is_learner or self.read_only or not self.serving or self.write_error is not None:
+            return 0
         tree = self.tree
         candidates: list[str] = []
         for p in tree.containers:

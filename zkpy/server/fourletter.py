@@ -202,7 +202,7 @@ def mntr(server: ZooKeeperServer) -> str:
         ("zk_outstanding_requests", len(server.queue)),
         ("zk_znode_count", tree.node_count()),
         ("zk_global_sessions", len(server.sessions.sessions)),
-        ("zk_local_sessions", 0),
+        ("zk_local_sessions", len(server.local_tracker.sessions) if server.local_tracker else 0),
         ("zk_packets_sent", st.sent),
         ("zk_packets_received", st.received),
         ("zk_watch_count", wm.count()),  # data + child tables, like Java
