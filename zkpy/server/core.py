@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from zkpy.datatree.acl import check_acl, world_readable
 from zkpy.datatree.tree import DataTree, Event, owner_ttl
@@ -147,7 +147,7 @@ class ZooKeeperServer:
         self.write_error: str | None = None  # set for good when the txn log fails
         self._serving = True
         self.on_disk_failed: Callable[[], None] | None = None  # the role's hook (ensemble)
-        self.read_only = False  # readonlymode.enabled and no quorum: reads for read-only clients
+        self.read_only: bool = False  # readonlymode.enabled and no quorum: reads for read-only clients
         self.throttled = False
         self.waiting = 0  # reads and syncs queued in connections' `pending` (outstanding)
         self._last_appended = self.zxid
@@ -479,7 +479,7 @@ class ZooKeeperServer:
         if op == OpCode.DELETE_CONTAINER:
             self._append(None, cxid, op, sid, ErrorTxn(Err.BADARGUMENTS), OpCode.ERROR)
             return
-        decoder = REQUEST_DECODERS.get(op)  # type: ignore[call-overload]
+        decoder = REQUEST_DECODERS.get(op)
         try:
             req = decoder(Reader(body)) if decoder is not None else None
         except JuteError:
@@ -687,7 +687,8 @@ class ZooKeeperServer:
         sid = hdr.client_id
         if hdr.type == OpCode.CREATE_SESSION:
             if self.is_learner:
-                self.sessions.add(sid, e.txn.timeout, self.now_ms())  # type: ignore[union-attr]
+                # the header's type fixes the record's
+                self.sessions.add(sid, cast(CreateSessionTxn, e.txn).timeout, self.now_ms())
             if self.local_tracker is not None:  # upgraded: global from now on
                 self.local_tracker.remove(sid)
             conn = self.connecting.pop(sid, None)
@@ -757,22 +758,23 @@ class ZooKeeperServer:
         shares one interned world-readable ACL tuple, remembered in _readable_acl, so the
         common case costs one identity test per event."""
         for ev in events:
-            watchers = ev.watchers
-            if not watchers:
+            if not ev.watchers:
                 continue
+            # the tree holds any hashable watcher; this server registers only connections
+            watchers = cast("set[ClientConnection]", ev.watchers)
             data = notification(ev.type, ev.path)
             acl = ev.acl
             if acl is self._readable_acl or self.config.skip_acl:
                 for w in watchers:
-                    w.notify(data)  # type: ignore[attr-defined]
+                    w.notify(data)
             elif world_readable(acl):
                 self._readable_acl = acl
                 for w in watchers:
-                    w.notify(data)  # type: ignore[attr-defined]
+                    w.notify(data)
             else:
                 for w in watchers:
-                    if check_acl(acl, Perm.READ, w.auth_ids):  # type: ignore[attr-defined]
-                        w.notify(data)  # type: ignore[attr-defined]
+                    if check_acl(acl, Perm.READ, w.auth_ids):
+                        w.notify(data)
 
     # ---- reads ----------------------------------------------------------------------
     def _read(self, conn: ClientConnection, xid: int, op: int, req: Any, started: float) -> None:
