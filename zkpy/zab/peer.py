@@ -149,6 +149,7 @@ class QuorumPeer:
         self.state = ServerState.LOOKING
         self._decided: asyncio.Future[Decided | str] | None = None  # "stopping": request_stop
         self._role_done: asyncio.Future[str] | None = None
+        self._halted: asyncio.Future[str] | None = None  # out of service after a disk failure
         self._fle_timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self.txn_log: TxnLog | None = None
@@ -194,9 +195,28 @@ class QuorumPeer:
                 reason = await self._follow(decided, tree, last_zxid, accepted, current)
             log.warning("server %d leaves %s: %s", self.my_id, self.state.name, reason)
             zab = self.core.zab
+            failed = self.core.write_error
             # not after a SNAP was loaded but not yet snapshotted: that tree is not on disk
             kept = zab.kept_tree() if isinstance(zab, LeaderExecutor | LearnerExecutor) else None
             self._retire_core()  # closes the txn log: everything logged is on disk now
+            if failed is not None:
+                await self._out_of_service(failed)
+                break
+
+    async def _out_of_service(self, failure: str) -> None:
+        """The txn log failed: leave the ensemble (no votes, no role: this server can no
+        longer promise what it acknowledges) and stay up, refusing clients and saying
+        why in the 4-letter words, until stopped, as a standalone server does."""
+        log.error("server %d leaves the ensemble for good: %s; the others go on without it. "
+                  "Fix the disk under %s and restart this server.", self.my_id, failure,
+                  self.config.data_log_dir)
+        if self.transport is not None:
+            await self.transport.close()
+            self.transport = None
+        self.core.write_error = failure
+        self._halted = asyncio.get_running_loop().create_future()
+        if not self._stopping:
+            await self._halted
 
     def _load_tree(self, kept: DataTree | None) -> tuple[DataTree, int]:
         """The tree to elect with (executors.load_tree): recovered at start-up, else
@@ -218,7 +238,7 @@ class QuorumPeer:
 
     def request_stop(self) -> None:
         self._stopping = True
-        for fut in (self._decided, self._role_done):
+        for fut in (self._decided, self._role_done, self._halted):
             if fut is not None and not fut.done():
                 fut.set_result("stopping")
 
@@ -307,6 +327,7 @@ class QuorumPeer:
         assert self.txn_log is not None
         self.database = Database(self.config, tree, self.txn_log)
         self.database.attach(core)  # snapshots every ~snapCount txns, as standalone
+        core.on_disk_failed = lambda: self._finish_role(f"{core.write_error}")
         old = self.core
         for c in list(old.connections):
             c.close()
