@@ -97,3 +97,23 @@ def test_a_session_on_a_follower_expires_and_its_ephemeral_goes(ens: Ensemble, b
     wait_until(lambda: setup.exists(f"{base}/eph") is None, 20, "the ephemeral of the expired session to go")
     with pytest.raises(rawconn.Closed):
         quiet.get_data(base)
+
+
+def test_a_new_leader_snapshots_the_tree_it_starts_from(ens: Ensemble, base: str) -> None:
+    leader = next(ens[s] for s, m in ens.wait_ready().items() if m == "leader")
+    k = ens.client(*(m.sid for m in ens.members.values() if m is not leader))
+    k.create(base)
+    for i in range(20):
+        k.create(f"{base}/n{i}")
+    before = leader.zxid()
+    assert before is not None
+    leader.kill()
+    new = wait_until(lambda: next((m for m in ens.members.values() if m is not leader
+                                   and m.running and m.mode() == "leader"), None), 60, "a new leader")
+
+    def snapshot_zxids() -> list[int]:
+        return [int(p.name.split(".")[1], 16) for p in (new.data_dir / "version-2").glob("snapshot.*")]
+
+    wait_until(lambda: any(z >= before for z in snapshot_zxids()), 20,
+               f"a snapshot at or after 0x{before:x} on the new leader {new.sid}",
+               on_timeout=lambda: f"snapshots: {[hex(z) for z in snapshot_zxids()]}")

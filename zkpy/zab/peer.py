@@ -407,6 +407,11 @@ class QuorumPeer:
         vote = self.fle.current_vote
         self.fle.established(state, type(vote)(leader_sid, vote.zxid, vote.election_epoch, epoch))
         log.info("server %d serving as %s in epoch %d", self.my_id, state.name, epoch)
+        if state == ServerState.LEADING and self.database is not None:
+            # As the reference's loadData at the start of lead(): a snapshot of the tree the
+            # new epoch starts from, so that a restart recovers it without replaying the
+            # logs of earlier epochs (which may hold txns a later SNAP superseded).
+            self.database.snapshot_in_background()
 
     def _finish_role(self, reason: str) -> None:
         if self._role_done is not None and not self._role_done.done():
