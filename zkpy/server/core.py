@@ -657,17 +657,16 @@ class ZooKeeperServer:
                 ws.append(conn)
 
     def sync_released(self) -> None:
-        """Learner: the leader answered the oldest forwarded sync."""
-        while self.waiting_syncs:
+        """Learner: the leader answered the oldest forwarded sync (one answer for each,
+        also for a client that has gone since: its answer releases nobody else)."""
+        if self.waiting_syncs:
             conn = self.waiting_syncs.popleft()
-            if conn.closed:
-                continue
-            for i, item in enumerate(conn.pending):
-                if item[0] == WAIT_SYNC:
-                    conn.pending[i] = (WAIT_SYNC, item[1], item[2], item[3], -1)
-                    break
-            self._drain(conn)
-            break
+            if not conn.closed:
+                for i, item in enumerate(conn.pending):
+                    if item[0] == WAIT_SYNC:
+                        conn.pending[i] = (WAIT_SYNC, item[1], item[2], item[3], -1)
+                        break
+                self._drain(conn)
         self._maybe_unthrottle()
         self.flush_dirty()
 
