@@ -18,6 +18,7 @@ from tests.sim_zab_world import (
     TO_LEARNER,
     Conn,
     Crashed,
+    Entry,
     Node,
     StartupRefused,
     Tree,
@@ -267,6 +268,11 @@ class Simulator(World):
         self.push(self.now + TICK // 2, self.role_tick, sid, role_id)
         n.executor.run(n.role.tick(self.now))
 
+    def snapshot_written(self, sid: int, fle: Any, zxid: int, applied: tuple[Entry, ...]) -> None:
+        n = self.nodes[sid]
+        if n.fle is fle:  # the same run of the server: no crash since
+            n.disk.snapshots[zxid] = applied
+
     def established(self, n: Node, epoch: int, leader_sid: int) -> None:
         """peer._established, plus the checks: one leader per epoch, G consistent."""
         core, fle = n.core, n.fle
@@ -288,6 +294,13 @@ class Simulator(World):
                 self.fail(f"leader {n.sid} established epoch {epoch} without the committed "
                           f"{fmt(self.G[len(applied)])} ({len(applied)} of {len(self.G)} txns)")
             self.observe(n, authority=True)
+            # peer._established: Database.snapshot_in_background of the tree the epoch starts
+            # from, the log rolled; a forked child writes it (a role end waits for it, a
+            # crash loses it)
+            assert n.txn_log is not None
+            n.txn_log.roll()
+            self.push(self.now + self.rand(*self.fsync_delay), self.snapshot_written, n.sid, fle,
+                      core.tree.last, tuple(applied))
         else:
             self.observe(n)
 
