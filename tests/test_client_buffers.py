@@ -54,7 +54,7 @@ def _slow_disk(server: StandaloneServer, seconds: float) -> Callable[[], None]:
         return real_sync()
 
     log.sync = slow_sync  # type: ignore[method-assign]
-    server.core._sync_cost = 1.0  # the worker thread, not the loop
+    server.core.group.cost = 1.0  # the worker thread, not the loop
 
     def restore() -> None:
         log.sync = real_sync  # type: ignore[method-assign]

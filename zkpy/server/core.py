@@ -50,12 +50,12 @@ from zkpy.jute.txns import (
 )
 from zkpy.server import reads, session_requests
 from zkpy.server.config import Config
+from zkpy.server.groupcommit import GroupCommit
 from zkpy.server.local_sessions import creates_ephemeral, server_of
 from zkpy.server.prepare import Preparer, Settings
 from zkpy.server.replies import frame, notification, ustring, write_result_body
 from zkpy.server.sessions import SessionTracker, session_password
 from zkpy.server.stats import ServerStats
-from zkpy.server.syncthread import SyncThread
 
 if TYPE_CHECKING:
     from zkpy.server.connection import ClientConnection
@@ -150,13 +150,10 @@ class ZooKeeperServer:
         self.read_only: bool = False  # readonlymode.enabled and no quorum: reads for read-only clients
         self.throttled = False
         self.waiting = 0  # reads and syncs queued in connections' `pending` (outstanding)
-        self._last_appended = self.zxid
-        self._flushing = False
         # seconds; 0 (zkpy.inlineSyncMicros=0) means always the thread, even after free syncs
         self._outstanding_limit = config.global_outstanding_limit
-        self._inline_sync_limit = config.inline_sync_us / 1e6 if config.inline_sync_us > 0 else -1.0
-        self._sync_thread = SyncThread(self._timed_sync, self._synced)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.group = GroupCommit(txn_log, config.inline_sync_us, config.fsync_warning_ms,
+                                 self._durable, self._disk_failed, self.zxid)
         self.on_applied: Callable[[int], None] | None = None  # snapshot trigger: txns applied
         now = self.now_ms()
         for sid, timeout in self.tree.sessions.items():
@@ -187,11 +184,10 @@ class ZooKeeperServer:
         return int(time.monotonic() * 1000)
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.group.loop = loop
 
     def close(self) -> None:
-        self._retired = True  # a sync still scheduled finds nothing to do
-        self._sync_thread.close()
+        self.group.close()
 
     # ---- handshake ----------------------------------------------------------------
     def negotiate_timeout(self, requested: int) -> int:
@@ -500,12 +496,13 @@ class ZooKeeperServer:
             self.txn_log.append_entry(zxid, entry)
         if zab is not None:
             zab.propose(hdr, entry)
-        self._last_appended = zxid
+        group = self.group
+        group.appended = zxid
         queue = self.queue
         queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
         if len(queue) + self.waiting >= self._outstanding_limit and not self.throttled:
             self._throttle(True)
-        self._request_flush()
+        group.request()
 
     def _throttle(self, on: bool) -> None:
         """Back-pressure (globalOutstandingLimit): stop reading from clients until half of
@@ -522,9 +519,9 @@ class ZooKeeperServer:
         if self.txn_log is not None:
             self.txn_log.append_entry(hdr.zxid, payload)
         self.zxid = max(self.zxid, hdr.zxid)
-        self._last_appended = self.zxid
+        self.group.appended = self.zxid
         self.queue.append(Entry(None, hdr.cxid, hdr.type, hdr, txn, time.perf_counter()))
-        self._request_flush()
+        self.group.request()
         return hdr.zxid
 
     def replace_tree(self, tree: DataTree) -> None:
@@ -550,62 +547,13 @@ class ZooKeeperServer:
         txn, type_ = self._prepare(0, op, req, [("super", "")], self.server_id)
         self._append(None, 0, op, 0, txn, type_)
 
-    # ---- group commit ---------------------------------------------------------------
-    # One sync covers every txn appended before it.  On a disk whose syncs are cheap
-    # (recent average at most zkpy.inlineSyncMicros) the sync runs on this thread, once
-    # per event-loop iteration after the requests that arrived in it were logged: no
-    # thread hand-off on the reply path.  A slow disk gets the worker thread instead, so
-    # that reads are answered while it syncs; both paths keep the average up to date.
-    def _request_flush(self) -> None:
-        if self._flushing or self._last_appended <= self._durable:
-            return
-        loop = self._loop or asyncio.get_event_loop()
-        self._flushing = True
-        if self.txn_log is None:
-            loop.call_soon(self._synced, self._last_appended, None, 0.0)
-        elif self._sync_cost <= self._inline_sync_limit:
-            loop.call_soon(self._sync_here)
-        else:
-            self._sync_thread.request(loop, self._last_appended)
-
-    def _timed_sync(self) -> float:
-        t = time.perf_counter()
-        self.txn_log.sync()
-        return time.perf_counter() - t
-
-    def _sync_here(self) -> None:
-        if self._retired:
-            return
-        upto = self._last_appended
-        try:
-            took = self._timed_sync()
-        except Exception as e:  # noqa: BLE001 - any failure to sync means nothing is durable
-            self._synced(upto, e, 0.0)
-            return
-        self._synced(upto, None, took)
-
-    _durable = -1
-    _sync_cost = 0.0  # moving average of recent sync times, seconds
-    _retired = False
-
-    def _synced(self, upto: int, exc: BaseException | None, took: float) -> None:
-        self._flushing = False
-        if self._retired:
-            return
-        if exc is not None:
-            self._disk_failed(exc)
-            return
-        self._sync_cost += (took - self._sync_cost) * 0.25
-        if took * 1000 > self.config.fsync_warning_ms:
-            log.warning("txn log sync took %.0f ms (fsync.warningthresholdms=%d): the disk "
-                        "is slow or shared; writes wait for it", took * 1000,
-                        self.config.fsync_warning_ms)
-        self._durable = upto
+    # ---- durability -------------------------------------------------------------------
+    def _durable(self, upto: int) -> None:
+        """The txn log is synced up to zxid upto (groupcommit.py)."""
         if self.zab is not None:
             self.zab.persisted(upto)
         else:
             self.commit(upto)
-        self._request_flush()
 
     def _disk_failed(self, exc: BaseException) -> None:
         """The txn log could not be made durable: nothing appended since the last good

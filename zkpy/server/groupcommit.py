@@ -1,0 +1,93 @@
+"""Group commit: one txn-log sync covers every txn appended before it.
+
+On a disk whose syncs are cheap (recent average at most zkpy.inlineSyncMicros) the sync
+runs on the event loop, once per loop iteration after the requests that arrived in it
+were logged: no thread hand-off on the reply path.  A slow disk gets the fsync thread
+(`syncthread.py`) instead, so that reads are answered while it syncs; both paths keep
+the average up to date.  At most one sync is in flight; when it ends, `on_durable(upto)`
+reports what is on disk (or `on_failed(error)`: nothing after the last good sync is),
+and another sync starts if more was appended meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from zkpy.server.syncthread import SyncThread
+
+log = logging.getLogger("zkpy.server")
+
+
+class GroupCommit:
+    """The durability of one server core's txn log (None: nothing to sync, as in tests
+    and a read-only core: every append is durable at the next loop iteration)."""
+
+    def __init__(self, txn_log: Any, inline_sync_us: int, warning_ms: int,
+                 on_durable: Callable[[int], None], on_failed: Callable[[BaseException], None],
+                 appended: int) -> None:
+        self.txn_log = txn_log
+        self.appended = appended  # zxid of the last txn appended to the log
+        self.durable = -1  # zxid up to which the log is synced
+        self.cost = 0.0  # moving average of recent sync times, seconds
+        # 0 (zkpy.inlineSyncMicros=0) means always the thread, even after free syncs
+        self._inline_limit = inline_sync_us / 1e6 if inline_sync_us > 0 else -1.0
+        self._warning_ms = warning_ms
+        self._on_durable = on_durable
+        self._on_failed = on_failed
+        self._flushing = False
+        self._retired = False
+        self._thread = SyncThread(self._timed_sync, self._synced)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def request(self) -> None:
+        """Make everything appended so far durable (now or after the sync in flight)."""
+        if self._flushing or self.appended <= self.durable:
+            return
+        loop = self.loop or asyncio.get_event_loop()
+        self._flushing = True
+        if self.txn_log is None:
+            loop.call_soon(self._synced, self.appended, None, 0.0)
+        elif self.cost <= self._inline_limit:
+            loop.call_soon(self._sync_here)
+        else:
+            self._thread.request(loop, self.appended)
+
+    def close(self) -> None:
+        """A sync still scheduled finds nothing to do; a thread sync in flight finishes."""
+        self._retired = True
+        self._thread.close()
+
+    def _timed_sync(self) -> float:
+        t = time.perf_counter()
+        self.txn_log.sync()
+        return time.perf_counter() - t
+
+    def _sync_here(self) -> None:
+        if self._retired:
+            return
+        upto = self.appended
+        try:
+            took = self._timed_sync()
+        except Exception as e:  # noqa: BLE001 - any failure to sync means nothing is durable
+            self._synced(upto, e, 0.0)
+            return
+        self._synced(upto, None, took)
+
+    def _synced(self, upto: int, exc: BaseException | None, took: float) -> None:
+        self._flushing = False
+        if self._retired:
+            return
+        if exc is not None:
+            self._on_failed(exc)
+            return
+        self.cost += (took - self.cost) * 0.25
+        if took * 1000 > self._warning_ms:
+            log.warning("txn log sync took %.0f ms (fsync.warningthresholdms=%d): the disk "
+                        "is slow or shared; writes wait for it", took * 1000, self._warning_ms)
+        self.durable = upto
+        self._on_durable(upto)
+        self.request()
