@@ -32,7 +32,8 @@ async def test_snapshots_while_serving_are_exact_and_loadable(
 
     monkeypatch.setattr(database, "write_snapshot", slow_write)
     cfg = build_config({"dataDir": str(tmp_path / "data"), "clientPort": "0",
-                        "clientPortAddress": "127.0.0.1", "tickTime": "2000", "snapCount": "40"})
+                        "clientPortAddress": "127.0.0.1", "admin.enableServer": "false",
+                        "tickTime": "2000", "snapCount": "40"})
     server = StandaloneServer(cfg)
     await server.start()
     czxid: dict[str, int] = {}

@@ -21,7 +21,7 @@ GET_DATA, SET_DATA, EXISTS = 4, 5, 3
 
 def _config(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"dataDir": str(tmp_path / "data"), "clientPort": "0",
-            "clientPortAddress": "127.0.0.1", "tickTime": "2000", **extra}
+            "clientPortAddress": "127.0.0.1", "admin.enableServer": "false", "tickTime": "2000", **extra}
 
 
 def _ustring(s: str) -> bytes:

@@ -31,7 +31,7 @@ async def _four(port: int, word: str) -> str:
 async def _run(tmp_path: Path, inline_sync_us: str, caplog: pytest.LogCaptureFixture,
                monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = build_config({"dataDir": str(tmp_path / "data"), "clientPort": "0",
-                        "clientPortAddress": "127.0.0.1", "tickTime": "2000",
+                        "clientPortAddress": "127.0.0.1", "admin.enableServer": "false", "tickTime": "2000",
                         "4lw.commands.whitelist": "*",
                         "zkpy.inlineSyncMicros": inline_sync_us})
     server = StandaloneServer(cfg)

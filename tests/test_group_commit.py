@@ -19,7 +19,7 @@ from zkpy.server.standalone import StandaloneServer
 
 def _config(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {"dataDir": str(tmp_path / "data"), "clientPort": "0",
-            "clientPortAddress": "127.0.0.1", "tickTime": "2000", **extra}
+            "clientPortAddress": "127.0.0.1", "admin.enableServer": "false", "tickTime": "2000", **extra}
 
 
 async def _slow_disk_run(tmp_path: Path, raw: dict[str, str]) -> tuple[int, list[float]]:

@@ -18,7 +18,7 @@ from zkpy.server.standalone import StandaloneServer
 @pytest.mark.asyncio
 async def test_autopurge_timer_keeps_the_newest_snapshots(tmp_path: Path) -> None:
     cfg = build_config({"dataDir": str(tmp_path / "data"), "clientPort": "0",
-                        "clientPortAddress": "127.0.0.1", "snapCount": "40",
+                        "clientPortAddress": "127.0.0.1", "admin.enableServer": "false", "snapCount": "40",
                         "autopurge.snapRetainCount": "3", "autopurge.purgeInterval": "1"})
     cfg.purge_interval_hours = 0.5 / 3600  # every half second instead of every hour
     server = StandaloneServer(cfg)

@@ -135,7 +135,7 @@ def test_config_key() -> None:
 
 def _config(tmp_path: Path) -> Any:
     return build_config({"dataDir": str(tmp_path / "data"), "clientPort": "0",
-                         "clientPortAddress": "127.0.0.1", "tickTime": "2000"})
+                         "clientPortAddress": "127.0.0.1", "admin.enableServer": "false", "tickTime": "2000"})
 
 
 async def _started(tmp_path: Path) -> tuple[StandaloneServer, ZooKeeperClient]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from zkpy.persistence.files import (
 )
 from zkpy.persistence.snapshot import SnapshotError, load_snapshot, write_snapshot
 from zkpy.persistence.txnlog import iter_repaired_log, last_logged_zxid
+from zkpy.server.metrics import METRICS
 
 log = logging.getLogger("zkpy.persistence")
 
@@ -99,6 +101,7 @@ def recover(data_dir: Path, log_dir: Path | None = None,
     (``zookeeper.snapshot.trust.empty``), as Java's FileTxnSnapLog.restore.
     """
     snap_dir, txn_dir = version_dirs(data_dir, log_dir)
+    started = time.monotonic()
     try:
         found = load_newest_snapshot(snap_dir)
     except PermissionError as e:
@@ -121,6 +124,7 @@ def recover(data_dir: Path, log_dir: Path | None = None,
                         "zxid 0 (zookeeper.snapshot.trust.empty=true)", logged, txn_dir)
     else:
         tree, snap_zxid = found
+    loaded = time.monotonic()
     try:
         # checked on the way; a torn tail is cut once every txn has been read
         count, replayed_to = replay(tree, iter_repaired_log(txn_dir, snap_zxid,
@@ -129,6 +133,12 @@ def recover(data_dir: Path, log_dir: Path | None = None,
         raise PersistenceError(f"cannot read {e.filename or txn_dir}: {e.strerror}") from e
     last = max(snap_zxid, replayed_to)
     tree.last_processed_zxid = last
+    done = time.monotonic()
+    # ZooKeeper's start-up metrics (its dbinittime is this whole load)
+    METRICS.observe("startup_snap_load_time", int((loaded - started) * 1000))
+    METRICS.observe("startup_txns_load_time", int((done - loaded) * 1000))
+    METRICS.observe("startup_txns_loaded", count)
+    METRICS.observe("dbinittime", int((done - started) * 1000))
     log.info("recovered to zxid 0x%x (snapshot 0x%x + %d logged txns)", last, snap_zxid, count)
     return tree, last
 

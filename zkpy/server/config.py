@@ -35,6 +35,9 @@ KNOWN_KEYS = {
     "nio.sessionlessCnxnTimeout", "syncEnabled", "cnxTimeout", "leaderServes",
     "localSessionsEnabled", "localSessionsUpgradingEnabled",
     "zkpy.inlineSyncMicros", "zkpy.snapshotOnShutdown", "zkpy.clientWriteHighWater",
+    # AdminServer (server/admin.py) and the Prometheus endpoint (server/prometheus.py)
+    "admin.commandURL", "admin.idleTimeout", "metricsProvider.className",
+    "metricsProvider.httpHost", "metricsProvider.httpPort", "metricsProvider.exportJvmInfo",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -114,6 +117,17 @@ class Config:
     container_max_per_minute: int = 10000
     container_max_never_used_ms: int = 0
     sessionless_cnxn_timeout_ms: int = 10000
+    # AdminServer: on unless admin.enableServer=false, as in Java (port 8080)
+    admin_enabled: bool = True
+    admin_address: str = "0.0.0.0"
+    admin_port: int = 8080
+    admin_command_url: str = "/commands"
+    admin_idle_timeout_ms: int = 30000
+    # metricsProvider.className=...PrometheusMetricsProvider: /metrics on httpHost:httpPort
+    prometheus: bool = False
+    prometheus_host: str = "0.0.0.0"
+    prometheus_port: int = 7000
+    prometheus_process_info: bool = True  # metricsProvider.exportJvmInfo
     servers: dict[int, ServerSpec] = field(default_factory=dict)
     server_id: int = 1
     source: Path | None = None
@@ -329,6 +343,26 @@ def _merge_dynamic(raw: dict[str, str], cfg_path: Path, dynamic: str) -> None:
             raise ConfigError(f"dynamicConfigFile: unexpected key {k} in {dyn_path}")
 
 
+def _port(raw: dict[str, str], key: str, default: int) -> int:
+    port = _int(raw, key, default, minimum=0)
+    if port > 65535:
+        raise ConfigError(f"{key}: {port} is not a TCP port")
+    return port
+
+
+_PROMETHEUS = "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider"
+_DEFAULT_METRICS = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider"
+
+
+def _metrics_provider(raw: dict[str, str]) -> bool:
+    """metricsProvider.className: True for Prometheus; Java stops on a class it cannot load."""
+    name = raw.get("metricsProvider.className", _DEFAULT_METRICS).strip()
+    if name not in (_PROMETHEUS, _DEFAULT_METRICS):
+        raise ConfigError(f"metricsProvider.className: {name} is not available in zkpy "
+                          f"(use {_PROMETHEUS} or {_DEFAULT_METRICS})")
+    return name == _PROMETHEUS
+
+
 def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
     warnings: list[str] = []
     servers: dict[int, ServerSpec] = {}
@@ -406,6 +440,17 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         container_max_per_minute=_int(raw, "znode.container.maxPerMinute", 10000, minimum=1),
         container_max_never_used_ms=_int(raw, "znode.container.maxNeverUsedIntervalMs", 0, minimum=0),
         sessionless_cnxn_timeout_ms=_int(raw, "nio.sessionlessCnxnTimeout", 10000, minimum=1),
+        # Java enables the AdminServer for anything but exactly "false"
+        admin_enabled=raw.get("admin.enableServer", "true").strip() != "false",
+        admin_address=raw.get("admin.serverAddress", "0.0.0.0").strip() or "0.0.0.0",
+        admin_port=_port(raw, "admin.serverPort", 8080),
+        admin_command_url=raw.get("admin.commandURL", "/commands").strip() or "/commands",
+        admin_idle_timeout_ms=_int(raw, "admin.idleTimeout", 30000, minimum=0),
+        prometheus=_metrics_provider(raw),
+        prometheus_host=raw.get("metricsProvider.httpHost", "0.0.0.0").strip() or "0.0.0.0",
+        prometheus_port=_port(raw, "metricsProvider.httpPort", 7000),
+        # Java: Boolean.parseBoolean, default true
+        prometheus_process_info=raw.get("metricsProvider.exportJvmInfo", "true").strip().lower() == "true",
         servers=servers,
         source=source,
         raw=raw,

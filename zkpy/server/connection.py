@@ -24,6 +24,7 @@ from zkpy.jute.records import (
 )
 from zkpy.server.core import MALFORMED, WRITE_OPS
 from zkpy.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
+from zkpy.server.metrics import METRICS
 from zkpy.server.replies import frame
 
 if TYPE_CHECKING:
@@ -90,13 +91,16 @@ class ClientConnection(asyncio.Protocol):
         server = self.server
         config = server.config
         limit = config.max_client_cnxns
+        METRICS.inc("connection_request_count")
         if config.max_cnxns > 0 and len(server.connections) >= config.max_cnxns:
             log.warning("too many connections (maxCnxns=%d); closing %s", config.max_cnxns, self.peer)
+            METRICS.inc("connection_rejected")
             self.closed = True
             transport.close()
             return
         if limit > 0 and sum(1 for c in server.connections if c.peer_ip == self.peer_ip) >= limit:
             log.warning("too many connections from %s (maxClientCnxns=%d); closing", self.peer_ip, limit)
+            METRICS.inc("connection_rejected")
             self.closed = True
             transport.close()
             return
@@ -113,9 +117,12 @@ class ClientConnection(asyncio.Protocol):
 
     def _handshake_timeout(self) -> None:
         if self.state in (NEW, CONNECTING) and not self.closed:
+            METRICS.inc("sessionless_connections_expired")
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:  # the client went away (ZooKeeper: a failed read)
+            METRICS.inc("connection_drop_count")
         self.closed = True
         server = self.server
         server.connections.discard(self)
@@ -130,6 +137,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        METRICS.bytes_received.value += len(data)
         self.buf += data
         self._process()
         self.server.flush_dirty()

@@ -52,6 +52,7 @@ from zkpy.server import reads, session_requests
 from zkpy.server.config import Config
 from zkpy.server.groupcommit import GroupCommit
 from zkpy.server.local_sessions import creates_ephemeral, server_of
+from zkpy.server.metrics import METRICS
 from zkpy.server.prepare import Preparer, Settings
 from zkpy.server.replies import frame, notification, ustring, write_result_body
 from zkpy.server.sessions import SessionTracker, session_password
@@ -155,6 +156,7 @@ class ZooKeeperServer:
         self.group = GroupCommit(txn_log, config.inline_sync_us, config.fsync_warning_ms,
                                  self._durable, self._disk_failed, self.zxid)
         self.on_applied: Callable[[int], None] | None = None  # snapshot trigger: txns applied
+        self.proposal_sizes = [-1, -1, -1]  # leader: last, max, min proposal bytes (mntr)
         now = self.now_ms()
         for sid, timeout in self.tree.sessions.items():
             self.sessions.add(sid, timeout, now)
@@ -496,6 +498,14 @@ class ZooKeeperServer:
             self.txn_log.append_entry(zxid, entry)
         if zab is not None:
             zab.propose(hdr, entry)
+            if zab.role == "leader":
+                METRICS.proposal_count.value += 1
+                sizes, size = self.proposal_sizes, len(entry)
+                sizes[0] = size
+                if size > sizes[1]:
+                    sizes[1] = size
+                if sizes[2] < 0 or size < sizes[2]:
+                    sizes[2] = size
         group = self.group
         group.appended = zxid
         queue = self.queue
@@ -519,6 +529,7 @@ class ZooKeeperServer:
         if self.txn_log is not None:
             self.txn_log.append_entry(hdr.zxid, payload)
         self.zxid = max(self.zxid, hdr.zxid)
+        METRICS.learner_proposals.value += 1
         self.group.appended = self.zxid
         self.queue.append(Entry(None, hdr.cxid, hdr.type, hdr, txn, time.perf_counter()))
         self.group.request()
@@ -586,6 +597,7 @@ class ZooKeeperServer:
             last = e.hdr.zxid
             n += 1
         if n:
+            self._committed(n, e.hdr.time)
             self.preparer.applied(last)
             if self.on_applied is not None:
                 self.on_applied(n)
@@ -593,6 +605,24 @@ class ZooKeeperServer:
             self._release_syncs()
         self._maybe_unthrottle()
         self.flush_dirty()
+
+    def _committed(self, n: int, txn_time: int) -> None:
+        """Metrics of n txns just applied: ZooKeeper's propagation latency (txn time to
+        applied here) for the last, and the leader's proposal latency or a learner's
+        commits received."""
+        m = METRICS
+        zab = self.zab
+        latency = int(time.time() * 1000) - txn_time
+        if latency >= 0:
+            m.propagation_latency.add(latency)
+        if zab is None:
+            return
+        if zab.role == "leader":
+            m.commit_count.value += n
+            if latency >= 0:
+                m.proposal_latency.add(latency)
+        else:
+            m.learner_commits.value += n
 
     def _release_syncs(self) -> None:
         done = self.tree.last_processed_zxid
@@ -663,7 +693,7 @@ class ZooKeeperServer:
             conn.close()
             return
         item = conn.pending.popleft()
-        self.stats.record(item[4])
+        self.stats.record(item[4], METRICS.updatelatency)
         if res.err:
             conn.send(frame(e.xid, hdr.zxid, res.err))
         else:
@@ -704,9 +734,13 @@ class ZooKeeperServer:
         when it delivers; a one-shot watch is used up all the same).  Almost every node
         shares one interned world-readable ACL tuple, remembered in _readable_acl, so the
         common case costs one identity test per event."""
+        by_type = METRICS.watchers_by_event
         for ev in events:
             if not ev.watchers:
                 continue
+            summary = by_type.get(ev.type)
+            if summary is not None:
+                summary.add(len(ev.watchers))
             # the tree holds any hashable watcher; this server registers only connections
             watchers = cast("set[ClientConnection]", ev.watchers)
             data = notification(ev.type, ev.path)
@@ -772,11 +806,11 @@ class ZooKeeperServer:
                 raise KeeperError(Err.UNIMPLEMENTED)
         except KeeperError as e:
             conn.send(frame(xid, tree.last_processed_zxid, e.code))
-            self.stats.record(started)
+            self.stats.record(started, METRICS.readlatency)
             conn.last_op(op, tree.last_processed_zxid)
             return
         conn.send(frame(xid, tree.last_processed_zxid, 0, body))
-        self.stats.record(started)
+        self.stats.record(started, METRICS.readlatency)
         conn.last_op(op, tree.last_processed_zxid)
 
     # ---- timers ---------------------------------------------------------------------
@@ -791,6 +825,7 @@ class ZooKeeperServer:
             return
         for sid in self.sessions.expired(self.now_ms()):
             log.info("session 0x%x expired", sid & 0xFFFFFFFFFFFFFFFF)
+            METRICS.inc("stale_sessions_expired")
             if self.read_only:  # local sessions: nothing to log
                 self.sessions.remove(sid)
                 self._drop_session(sid)

@@ -37,6 +37,7 @@ from zkpy.persistence.recovery import recover, take_snapshot
 from zkpy.persistence.snapshot import no_gc, snapshot_items, write_snapshot, write_snapshot_items
 from zkpy.persistence.txnlog import TxnLog
 from zkpy.server.config import Config
+from zkpy.server.metrics import METRICS
 
 log = logging.getLogger("zkpy.persistence")
 
@@ -109,8 +110,9 @@ class Database:
             elif exc is not None:
                 log.error("snapshot %s failed: %s", path, exc)
             else:
-                log.info("snapshot %s written (%d znodes, %.2fs)", path.name, count,
-                         time.monotonic() - started)
+                took = time.monotonic() - started
+                METRICS.snapshottime.add(int(took * 1000))
+                log.info("snapshot %s written (%d znodes, %.2fs)", path.name, count, took)
 
         fut = asyncio.get_running_loop().run_in_executor(self._executor, write)
         fut.add_done_callback(done)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zkpy import ZK_COMPAT_VERSION, __version__
+from zkpy.server.monitor import format_value, monitor_rows, version_line
 
 if TYPE_CHECKING:
     from zkpy.server.core import ZooKeeperServer
@@ -27,10 +27,6 @@ FOUR_LETTER_CODES[0xFFF4FFFD] = "telnet-interrupt"
 
 
 NOT_SERVING = "This ZooKeeper instance is not currently serving requests"
-
-
-def version_line() -> str:
-    return f"{ZK_COMPAT_VERSION}-zkpy-{__version__}, built on 2026-11-22 00:00 UTC"
 
 
 def _hex(v: int) -> str:
@@ -149,6 +145,11 @@ def dump(server: ZooKeeperServer) -> str:
 
 
 def envi(server: ZooKeeperServer) -> str:
+    return "Environment:\n" + "".join(f"{k}={v}\n" for k, v in environment())
+
+
+def environment() -> list[tuple[str, str]]:
+    """Java's Environment.list(), with Python's equivalents under the java.* names."""
     try:
         host = socket.gethostname()
     except OSError:
@@ -173,73 +174,16 @@ def envi(server: ZooKeeperServer) -> str:
         ("os.memory.max", "0MB"),
         ("os.memory.total", f"{_rss_mb()}MB"),
     ]
-    return "Environment:\n" + "".join(f"{k}={v}\n" for k, v in props)
+    return props
 
 
 def _rss_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-def _open_fds() -> int:
-    try:
-        return len(os.listdir("/proc/self/fd"))
-    except OSError:
-        return -1
-
-
 def mntr(server: ZooKeeperServer) -> str:
-    st = server.stats
-    tree = server.tree
-    wm = tree.watches
-    rows = [
-        ("zk_version", version_line()),
-        ("zk_server_state", _mode(server)),
-        ("zk_ephemerals_count", sum(len(s) for s in tree.ephemerals.values())),
-        ("zk_num_alive_connections", len(server.connections)),
-        ("zk_avg_latency", f"{st.avg:.4f}"),
-        ("zk_max_latency", int(st.max)),
-        ("zk_min_latency", int(st.min)),
-        ("zk_outstanding_requests", len(server.queue)),
-        ("zk_znode_count", tree.node_count()),
-        ("zk_global_sessions", len(server.sessions.sessions)),
-        ("zk_local_sessions", len(server.local_tracker.sessions) if server.local_tracker else 0),
-        ("zk_packets_sent", st.sent),
-        ("zk_packets_received", st.received),
-        ("zk_watch_count", wm.count()),  # data + child tables, like Java
-        ("zk_approximate_data_size", tree.approximate_data_size()),
-        ("zk_open_file_descriptor_count", _open_fds()),
-        ("zk_max_file_descriptor_count", resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
-        ("zk_uptime", int((time.monotonic() - st.started) * 1000)),
-        ("zk_last_proposal_size", -1),
-        ("zk_auth_failed_count", 0),
-    ]
-    rows += _quorum_rows(server)
-    return "".join(f"{k}\t{v}\n" for k, v in rows)
-
-
-def _quorum_rows(server: ZooKeeperServer) -> list[tuple[str, object]]:
-    """The ensemble rows of the reference's mntr: peer state, quorum size and, on the
-    leader, its learners and how many of them are synced (in broadcast)."""
-    zab = server.zab
-    if zab is None:
-        return []
-    state = {"leader": "leading", "follower": "following", "observer": "observing"}.get(zab.role, zab.role)
-    rows: list[tuple[str, object]] = [("zk_peer_state", f"{state} - broadcast")]
-    voters = getattr(zab, "voters", None)
-    if voters:
-        rows.append(("zk_quorum_size", len(voters)))
-    leader = getattr(zab, "leader", None)
-    if zab.role == "leader" and leader is not None:
-        learners = list(leader.learners.values())
-        synced = [ls for ls in learners if ls.phase.value == "broadcast"]
-        rows += [
-            ("zk_learners", len(learners)),
-            ("zk_synced_followers", sum(1 for ls in synced if not ls.observer)),
-            ("zk_synced_non_voting_followers", 0),
-            ("zk_synced_observers", sum(1 for ls in synced if ls.observer)),
-            ("zk_pending_syncs", len(leader.pending_syncs)),
-        ]
-    return rows
+    """Every value of the AdminServer's monitor command, as zk_<name><TAB><value>."""
+    return "".join(f"zk_{k}\t{format_value(v)}\n" for k, v in monitor_rows(server))
 
 
 def _watch_index(server: ZooKeeperServer) -> dict[str, set[int]]:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from zkpy.server.metrics import METRICS
 from zkpy.server.syncthread import SyncThread
 
 log = logging.getLogger("zkpy.server")
@@ -40,6 +41,7 @@ class GroupCommit:
         self._on_failed = on_failed
         self._flushing = False
         self._retired = False
+        self._threaded = False  # the last sync ran in the thread (metrics: hand-offs)
         self._thread = SyncThread(self._timed_sync, self._synced)
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -52,8 +54,14 @@ class GroupCommit:
         if self.txn_log is None:
             loop.call_soon(self._synced, self.appended, None, 0.0)
         elif self.cost <= self._inline_limit:
+            METRICS.inline_syncs.value += 1
+            self._threaded = False
             loop.call_soon(self._sync_here)
         else:
+            METRICS.thread_syncs.value += 1
+            if not self._threaded:
+                METRICS.handoffs.value += 1
+                self._threaded = True
             self._thread.request(loop, self.appended)
 
     def close(self) -> None:
@@ -85,6 +93,11 @@ class GroupCommit:
             self._on_failed(exc)
             return
         self.cost += (took - self.cost) * 0.25
+        m = METRICS
+        m.fsynctime.add(int(took * 1000))
+        durable = self.durable
+        if durable > 0 and upto >> 32 == durable >> 32:  # txns in this sync (one epoch)
+            m.batch_size.add(upto - durable)
         if took * 1000 > self._warning_ms:
             log.warning("txn log sync took %.0f ms (fsync.warningthresholdms=%d): the disk "
                         "is slow or shared; writes wait for it", took * 1000, self._warning_ms)

@@ -25,9 +25,13 @@ from typing import Protocol
 
 from zkpy.persistence.dirlock import DataDirLocks
 from zkpy.persistence.recovery import purge
+from zkpy.server.admin import AdminHandler
 from zkpy.server.config import Config
 from zkpy.server.connection import ClientConnection
 from zkpy.server.core import ZooKeeperServer
+from zkpy.server.http import serve_http
+from zkpy.server.metrics import METRICS
+from zkpy.server.prometheus import MetricsHandler
 
 log = logging.getLogger("zkpy.server")
 
@@ -69,6 +73,9 @@ class ServerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._locks: DataDirLocks | None = None
+        # admin.* (AdminServer) and metricsProvider.* (Prometheus) HTTP listeners
+        self.admin_listener: asyncio.base_events.Server | None = None
+        self.metrics_listener: asyncio.base_events.Server | None = None
 
     @property
     def port(self) -> int:
@@ -92,6 +99,7 @@ class ServerRuntime:
                                                      reuse_address=True, backlog=1024)
             log.info("serving clients on %s:%d (dataDir=%s)", addr, self.port, self.config.data_dir)
         role.serving()
+        await self._open_monitoring()
         cfg = self.config
         self._every(min(cfg.tick_time / 1000.0, 0.5), self._expire_sessions)
         interval = cfg.container_check_interval_ms / 1000.0
@@ -99,6 +107,33 @@ class ServerRuntime:
         self._every(interval, lambda: self._sweep_containers(per_run))
         if cfg.purge_interval_hours > 0:
             self._every(cfg.purge_interval_hours * 3600.0, self._purge)
+
+    async def _open_monitoring(self) -> None:
+        """The AdminServer (admin.enableServer, on by default as in Java) and the
+        Prometheus endpoint; a port that cannot be opened is logged, not fatal."""
+        cfg = self.config
+        role = self.role
+        if cfg.admin_enabled:
+            try:
+                self.admin_listener = await serve_http(
+                    AdminHandler(self, cfg.admin_command_url), cfg.admin_address, cfg.admin_port,
+                    cfg.admin_idle_timeout_ms / 1000.0)
+                log.info("AdminServer on %s:%d, command URL %s", cfg.admin_address,
+                         _bound_port(self.admin_listener), cfg.admin_command_url)
+            except OSError as e:
+                log.error("cannot start the AdminServer on %s:%d (%s); set admin.serverPort or "
+                          "admin.enableServer=false", cfg.admin_address, cfg.admin_port, e.strerror)
+        if cfg.prometheus:
+            try:
+                self.metrics_listener = await serve_http(
+                    MetricsHandler(lambda: role.core, cfg.prometheus_process_info),
+                    cfg.prometheus_host, cfg.prometheus_port, 30.0)
+                log.info("Prometheus metrics on http://%s:%d/metrics", cfg.prometheus_host,
+                         _bound_port(self.metrics_listener))
+            except OSError as e:
+                log.error("cannot start the Prometheus endpoint on %s:%d (%s)", cfg.prometheus_host,
+                          cfg.prometheus_port, e.strerror)
+        self._tasks.append(asyncio.get_running_loop().create_task(_measure_loop_lag()))
 
     def _every(self, seconds: float, fn: Callable[[], None]) -> None:
         async def loop() -> None:
@@ -151,9 +186,25 @@ class ServerRuntime:
             t.cancel()
         if self.listener is not None:
             self.listener.close()
+        for http in (self.admin_listener, self.metrics_listener):
+            if http is not None:
+                http.close()
         try:
             await self.role.close()
         finally:
             if self._locks is not None:
                 self._locks.release()
         log.info("stopped")
+
+def _bound_port(server: asyncio.base_events.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+async def _measure_loop_lag(every: float = 0.5) -> None:
+    """zkpy_event_loop_lag_ms: how late a timer fires -- the time callbacks (requests,
+    applies, snapshots' forks) held the event loop beyond what was asked."""
+    lag = METRICS.loop_lag
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(every)
+        lag.add(max(0, int((time.monotonic() - t - every) * 1000)))

@@ -89,6 +89,7 @@ def authenticate(config: Config, conn: ClientConnection, pkt: AuthPacket) -> Non
     else:
         log.info("auth failed for %s: unknown scheme %r", conn.peer, scheme)
         conn.send(frame(XID_AUTH, 0, Err.AUTHFAILED))
+        conn.server.stats.auth_failed += 1
         conn.close_after_flush()
         return
     conn.send(frame(XID_AUTH, 0, 0))

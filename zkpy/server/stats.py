@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zkpy.server.metrics import Summary
 
 
 class ServerStats:
     """Request latency (ms) and packet counts since start or the last `srst`."""
 
-    __slots__ = ("count", "total", "min", "max", "received", "sent", "started")
+    __slots__ = ("count", "total", "min", "max", "received", "sent", "started", "auth_failed")
 
     def __init__(self) -> None:
         self.started = time.monotonic()
@@ -21,12 +25,15 @@ class ServerStats:
         self.max = 0.0
         self.received = 0
         self.sent = 0
+        self.auth_failed = 0
 
-    def record(self, started: float) -> None:
+    def record(self, started: float, latency: Summary) -> None:
         """One reply; started: perf_counter() when the request was queued, 0.0 when it was
-        answered as it arrived (no wait: 0 ms, and no clock read)."""
+        answered as it arrived (no wait: 0 ms, and no clock read); latency: the metrics
+        summary it counts in too (readlatency or updatelatency, as Java's updateLatency)."""
         # Whole milliseconds, as Java records them, so that min <= avg <= max holds.
         ms = int((time.perf_counter() - started) * 1000.0) if started else 0
+        latency.add(ms)
         if self.count == 0 or ms < self.min:
             self.min = ms
         if ms > self.max:

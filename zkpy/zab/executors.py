@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from zkpy.jute.codec import Writer
 from zkpy.jute.txns import TxnHeader
+from zkpy.server.metrics import METRICS
 from zkpy.zab import actions as A
 from zkpy.zab.leader import Leader
 from zkpy.zab.learner import Learner
@@ -186,6 +187,8 @@ class LeaderExecutor:
     # ---- actions ---------------------------------------------------------------------------
     def _log_sync(self, handle: int, how: str, zxid: int) -> None:
         ls = self.leader.learners.get(handle)
+        if how in ("SNAP", "DIFF"):
+            METRICS.inc("snap_count" if how == "SNAP" else "diff_count")
         log.info("server %d: syncing learner %s by %s to 0x%x", self.my_id,
                  ls.sid if ls is not None else "?", how, zxid)
 

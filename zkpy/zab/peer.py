@@ -32,6 +32,7 @@ from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
 from zkpy.server.core import ZooKeeperServer
 from zkpy.server.database import Database
+from zkpy.server.metrics import METRICS
 from zkpy.zab.epochs import load_epochs, write_epoch
 from zkpy.zab.executors import LeaderExecutor, LearnerExecutor, load_tree
 from zkpy.zab.leader import Leader
@@ -152,6 +153,7 @@ class QuorumPeer:
         self._halted: asyncio.Future[str] | None = None  # out of service after a disk failure
         self._fle_timer: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._role_started = 0  # monotonic ms when the current role began (sync time)
         self.txn_log: TxnLog | None = None
         self.database: Database | None = None
         self.disk = FileDisk(self)
@@ -295,6 +297,8 @@ class QuorumPeer:
 
     async def _elect(self, last_zxid: int, current_epoch: int, tree: Any = None) -> Decided | str:
         self.state = ServerState.LOOKING
+        METRICS.inc("looking_count")
+        looking_since = self.now()
         self._decided = asyncio.get_running_loop().create_future()
         self._run_fle(self.fle.look(self.now(), last_zxid, current_epoch))
         ro_task = None
@@ -308,6 +312,7 @@ class QuorumPeer:
             if self.core.read_only:
                 self._retire_core()
         if isinstance(decided, Decided):
+            METRICS.observe("election_time", self.now() - looking_since)
             self.state = decided.state
             log.info("server %d: election done, %s, leader %d", self.my_id, decided.state.name,
                      decided.vote.leader)
@@ -404,6 +409,9 @@ class QuorumPeer:
         core = self.core
         core.tree.last_processed_zxid = max(core.tree.last_processed_zxid, epoch << 32)
         core.serving = True
+        if state != ServerState.LEADING:  # ZooKeeper's follower/observer_sync_time
+            METRICS.observe("observer_sync_time" if state == ServerState.OBSERVING
+                            else "follower_sync_time", self.now() - self._role_started)
         vote = self.fle.current_vote
         self.fle.established(state, type(vote)(leader_sid, vote.zxid, vote.election_epoch, epoch))
         log.info("server %d serving as %s in epoch %d", self.my_id, state.name, epoch)
@@ -422,6 +430,7 @@ class QuorumPeer:
                       current: int) -> str:
         loop = asyncio.get_running_loop()
         self._role_done = loop.create_future()
+        self._role_started = self.now()
         leader_spec = self.config.servers.get(decided.vote.leader)
         if leader_spec is None:
             return f"unknown leader {decided.vote.leader}"
