@@ -133,12 +133,9 @@ REFUSED = [
     ("portUnification", "TRUE"),
     ("client.portUnification", "true"),
     ("enforceQuota", "true"),
-    ("enforce.auth.enabled", "True"),
-    ("sessionRequireClientSASLAuth", "true"),
     ("quorum.auth.enableSasl", "true"),
     ("quorum.auth.learnerRequireSasl", "true"),
     ("quorum.auth.serverRequireSasl", "true"),
-    ("authProvider.1", "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"),
     ("authProvider.x509", "org.apache.zookeeper.server.auth.X509AuthenticationProvider"),
 ]
 
@@ -169,16 +166,13 @@ def test_secure_client_port_without_client_port_is_refused(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("line", [
-    "sslQuorum=false", "portUnification=false", "enforceQuota=false", "enforce.auth.enabled=false",
+    "sslQuorum=false", "portUnification=false", "enforceQuota=false",
     "quorum.auth.enableSasl=false", "client.portUnification=no",
-    "authProvider.1=org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
-    "authProvider.2=org.apache.zookeeper.server.auth.IPAuthenticationProvider",
     # inert without a secure port, a SASL login or x509: warned about, ignored
     "ssl.keyStore.location=/k.jks", "ssl.keyStore.password=x", "ssl.trustStore.location=/t.jks",
     "ssl.clientAuth=need", "ssl.quorum.keyStore.location=/k.jks", "ssl.authProvider=x509",
     "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-    "X509AuthenticationProvider.superUser=CN=admin", "superUser=admin",
-    "allowSaslFailedClients=true", "kerberos.removeHostFromPrincipal=true",
+    "X509AuthenticationProvider.superUser=CN=admin",
 ])
 def test_inert_or_disabled_protection_keys_are_warnings(tmp_path: Path, line: str) -> None:
     c = load_config(write(tmp_path, f"dataDir=/d\nclientPort=2181\n{line}\n"), env={})

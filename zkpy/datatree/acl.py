@@ -1,4 +1,5 @@
-"""ACL checks and auth schemes: world, auth, digest, ip (with CIDR), super."""
+"""ACL checks and auth schemes: world, auth, digest, ip (with CIDR), super, and sasl
+(when SASLAuthenticationProvider is configured)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,32 @@ def _valid_digest_id(acl_id: str) -> bool:
     return len(parts) == 2
 
 
-def valid_acl_entry(acl: ACL) -> bool:
+_KRB_NAME = re.compile(r"([^/@]*)(/([^/@]*))?@([^/@]*)")
+
+
+def kerberos_parts(name: str) -> tuple[str, str | None, str | None]:
+    """KerberosName: (service, host, realm); ValueError for a malformed name with '@'."""
+    m = _KRB_NAME.fullmatch(name)
+    if m is None:
+        if "@" in name:
+            raise ValueError(f"Malformed Kerberos name: {name}")
+        return name, None, None
+    return m.group(1), m.group(3), m.group(4)
+
+
+def valid_sasl_id(ident: str) -> bool:
+    """SASLAuthenticationProvider.isValid: anything KerberosName accepts."""
+    try:
+        kerberos_parts(ident)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_acl_entry(acl: ACL, sasl: bool = False) -> bool:
+    """Is the entry's id valid for its scheme (sasl: the sasl provider is configured)?"""
+    if acl.scheme == "sasl" and sasl:
+        return valid_sasl_id(acl.id)
     if acl.scheme == "world":
         return acl.id == "anyone"
     if acl.scheme == "digest":
@@ -115,13 +141,16 @@ def valid_acl_entry(acl: ACL) -> bool:
     return False
 
 
-def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> tuple[ACL, ...]:
+def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId],
+              sasl: bool = False) -> tuple[ACL, ...]:
     """Validate an ACL list from a create/setACL and expand `auth` entries.
 
     Raises INVALIDACL for an empty list, an unknown scheme, a malformed id, or an
     `auth` entry when the caller has no authenticated identity.  Like Java, duplicates
     are removed from the list as sent only (not after `auth` expansion), and a null id
     of the world/digest/ip scheme (a NullPointerException in Java) is MARSHALLINGERROR.
+    sasl: the sasl provider is configured (else sasl ids and ACLs have no provider: an
+    `auth` entry skips them and a sasl entry is INVALIDACL, as in Java).
     """
     if acls is OPEN_ACL_UNSAFE:  # what the create decoder hands over for world:anyone
         return acls
@@ -130,13 +159,14 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId]) -> tuple[A
     out: list[ACL] = []
     for a in _dedupe(acls):
         if a.scheme == "auth":
-            ids = [i for i in auth_ids if i[0] in AUTHENTICATING_SCHEMES]
+            ids = [i for i in auth_ids if i[0] in AUTHENTICATING_SCHEMES
+                   and (sasl or i[0] != "sasl")]
             if not ids:
                 raise KeeperError(Err.INVALIDACL)
             out.extend(ACL(a.perms, scheme, ident) for scheme, ident in ids)
         elif a.id is None and a.scheme in ("world", "digest", "ip"):
             raise KeeperError(Err.MARSHALLINGERROR)
-        elif a.scheme is not None and valid_acl_entry(a):
+        elif a.scheme is not None and a.id is not None and valid_acl_entry(a, sasl):
             out.append(a)
         else:
             raise KeeperError(Err.INVALIDACL)
@@ -171,7 +201,7 @@ def check_acl(
             if scheme == "ip":
                 if ip_matches(ident, a.id):
                     return True
-            elif ident == a.id:
+            elif ident == a.id or (scheme == "sasl" and ident == "super"):
                 return True
     return False
 

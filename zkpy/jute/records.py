@@ -337,6 +337,7 @@ REQUEST_DECODERS: dict[int, Callable[[Reader], object]] = {
     OpCode.REMOVE_WATCHES: _path_type,
     OpCode.DELETE_CONTAINER: _path_only,
     OpCode.AUTH: _auth,
+    OpCode.SASL: lambda r: r.buffer() or b"",  # GetSASLRequest{buffer token}
     OpCode.SET_WATCHES: lambda r: _set_watches(r, False),
     OpCode.SET_WATCHES2: lambda r: _set_watches(r, True),
     OpCode.GET_EPHEMERALS: _path_only,

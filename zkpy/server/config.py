@@ -14,6 +14,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zkpy.server.jaas import JaasError, load_jaas
+from zkpy.server.sasl import SaslSettings
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
@@ -38,6 +41,11 @@ KNOWN_KEYS = {
     # AdminServer (server/admin.py) and the Prometheus endpoint (server/prometheus.py)
     "admin.commandURL", "admin.idleTimeout", "metricsProvider.className",
     "metricsProvider.httpHost", "metricsProvider.httpPort", "metricsProvider.exportJvmInfo",
+    # SASL and required authentication (zkpy/server/sasl.py, jaas.py)
+    "java.security.auth.login.config", "sasl.serverconfig", "kerberos.removeHostFromPrincipal",
+    "kerberos.removeRealmFromPrincipal", "SASLAuthenticationProvider.superPassword",
+    "enforce.auth.enabled", "enforce.auth.schemes", "sessionRequireClientSASLAuth",
+    "allowSaslFailedClients", "superUser",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -117,6 +125,12 @@ class Config:
     container_max_per_minute: int = 10000
     container_max_never_used_ms: int = 0
     sessionless_cnxn_timeout_ms: int = 10000
+    # SASL on the client port: None without a JAAS `Server` section (no SASL login)
+    sasl: SaslSettings | None = None
+    sasl_acl: bool = False  # authProvider.N=...SASLAuthenticationProvider: the `sasl` scheme
+    allow_sasl_failed: bool = False  # zookeeper.allowSaslFailedClients
+    # enforce.auth.schemes (or {"sasl"} for sessionRequireClientSASLAuth); empty: not enforced
+    enforce_auth_schemes: frozenset[str] = frozenset()
     # AdminServer: on unless admin.enableServer=false, as in Java (port 8080)
     admin_enabled: bool = True
     admin_address: str = "0.0.0.0"
@@ -237,13 +251,15 @@ def _java_exact(raw: dict[str, str], key: str, word: str, warnings: list[str]) -
     return v == word
 
 
-# Built-in authentication providers (Java registers them whatever authProvider.N says).
-_BUILTIN_AUTH_PROVIDERS = {
-    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
-    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+# Authentication providers zkpy has, by the scheme they serve (digest and ip are built in:
+# Java registers them whatever authProvider.N says; sasl only when authProvider.N names it).
+_AUTH_PROVIDER_SCHEMES = {
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider": "digest",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider": "ip",
+    "org.apache.zookeeper.server.auth.SASLAuthenticationProvider": "sasl",
 }
 _TLS = "TLS is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
-_SASL = "SASL is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
+_SASL = "quorum SASL is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
 
 
 def _refuse_missing_protection(raw: dict[str, str]) -> None:
@@ -261,16 +277,83 @@ def _refuse_missing_protection(raw: dict[str, str]) -> None:
     for key, why in (
         ("client.portUnification", _TLS),
         ("enforceQuota", "zkpy does not enforce quotas yet; remove the key or use Apache ZooKeeper"),
-        ("enforce.auth.enabled", "zkpy cannot require authentication yet; remove the key or use "
-                                 "Apache ZooKeeper"),
-        ("sessionRequireClientSASLAuth", _SASL),
     ):
         if raw.get(key, "").strip().lower() == "true":  # Boolean.parseBoolean / getBoolean
             raise ConfigError(f"{key}: {why}")
     for key, value in raw.items():
-        if key.startswith("authProvider.") and value.strip() not in _BUILTIN_AUTH_PROVIDERS:
+        if key.startswith("authProvider.") and value.strip() not in _AUTH_PROVIDER_SCHEMES:
             raise ConfigError(f"{key}: zkpy has no authentication provider {value.strip()} (only "
-                              "digest and ip); remove the key or use Apache ZooKeeper")
+                              "digest, ip and sasl); remove the key or use Apache ZooKeeper")
+
+
+_DIGEST_LOGIN = "org.apache.zookeeper.server.auth.DigestLoginModule"
+_KERBEROS_LOGINS = ("com.sun.security.auth.module.Krb5LoginModule",
+                    "com.ibm.security.auth.module.Krb5LoginModule")
+
+
+def _sasl_settings(raw: dict[str, str]) -> SaslSettings | None:
+    """The JAAS `Server` section (zookeeper.sasl.serverconfig) of the file named by
+    java.security.auth.login.config: DIGEST-MD5 users from DigestLoginModule's user_NAME
+    options.  No file: no SASL login, as Java.  A file without the section, or a section
+    that asks for a mechanism zkpy lacks (GSSAPI), stops start-up."""
+    path = raw.get("java.security.auth.login.config", "").strip()
+    if not path:
+        return None
+    name = raw.get("sasl.serverconfig", "Server").strip() or "Server"
+    try:
+        sections = load_jaas(path)
+    except JaasError as e:
+        raise ConfigError(f"java.security.auth.login.config: {e}") from None
+    entries = sections.get(name)
+    if entries is None:
+        raise ConfigError(f"java.security.auth.login.config: No JAAS configuration section named "
+                          f"'{name}' was found in '{path}'.")
+    creds: dict[str, str] = {}
+    for entry in entries:
+        if entry.module in _KERBEROS_LOGINS:
+            raise ConfigError(f"java.security.auth.login.config: {path}:{entry.line}: section "
+                              f"'{name}' uses {entry.module}, i.e. SASL mechanism GSSAPI (Kerberos), "
+                              "which zkpy does not have (only DIGEST-MD5 with DigestLoginModule)")
+        if entry.module != _DIGEST_LOGIN:
+            raise ConfigError(f"java.security.auth.login.config: {path}:{entry.line}: section "
+                              f"'{name}' uses login module {entry.module}; zkpy has only "
+                              f"{_DIGEST_LOGIN} (SASL DIGEST-MD5)")
+        for key, value in entry.options.items():
+            if key.startswith("user_"):
+                creds[key[len("user_"):]] = value
+    default_realm = ""  # Java's KerberosName without a krb5.conf
+    return SaslSettings(
+        credentials=creds,
+        super_password=raw.get("SASLAuthenticationProvider.superPassword"),
+        super_users=frozenset(v for k, v in raw.items()
+                              if k == "superUser" or k.startswith("superUser.")),
+        remove_host=raw.get("kerberos.removeHostFromPrincipal", "").strip() == "true",
+        remove_realm=raw.get("kerberos.removeRealmFromPrincipal", "").strip() == "true",
+        default_realm=default_realm,
+    )
+
+
+def _enforced_schemes(raw: dict[str, str], available: set[str]) -> frozenset[str]:
+    """AuthenticationHelper: sessionRequireClientSASLAuth=true means enforce.auth with the
+    sasl scheme; else enforce.auth.enabled with enforce.auth.schemes (comma-separated),
+    each of which must have a provider."""
+    if raw.get("sessionRequireClientSASLAuth", "").strip().lower() == "true":
+        schemes = ["sasl"]
+        key = "sessionRequireClientSASLAuth"
+    elif raw.get("enforce.auth.enabled", "").strip().lower() == "true":
+        key = "enforce.auth.schemes"
+        if "enforce.auth.schemes" not in raw:
+            raise ConfigError("enforce.auth.enabled: zookeeper.enforce.auth.enabled is true "
+                              "zookeeper.enforce.auth.schemes must be configured.")
+        schemes = [s.strip() for s in raw["enforce.auth.schemes"].split(",")]
+    else:
+        return frozenset()
+    for scheme in schemes:
+        if scheme not in available:
+            hint = " (add authProvider.1=org.apache.zookeeper.server.auth." \
+                   "SASLAuthenticationProvider)" if scheme == "sasl" else ""
+            raise ConfigError(f"{key}: Authentication scheme {scheme} is not available.{hint}")
+    return frozenset(schemes)
 
 
 _SERVER_RE = re.compile(r"^server\.(\d+)$")
@@ -370,7 +453,9 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         m = _SERVER_RE.match(k)
         if m:
             servers[int(m.group(1))] = _parse_server(int(m.group(1)), v)
-        elif k in KNOWN_KEYS or k.startswith(("group.", "weight.")):
+        elif k in KNOWN_KEYS or k.startswith(("group.", "weight.", "superUser.")):
+            continue
+        elif k.startswith("authProvider.") and raw[k].strip() in _AUTH_PROVIDER_SCHEMES:
             continue
         elif k.startswith(JAVA_ONLY_PREFIXES):
             warnings.append(f"{k} is a Java-only setting; zkpy ignores it")
@@ -451,6 +536,8 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         prometheus_port=_port(raw, "metricsProvider.httpPort", 7000),
         # Java: Boolean.parseBoolean, default true
         prometheus_process_info=raw.get("metricsProvider.exportJvmInfo", "true").strip().lower() == "true",
+        sasl=_sasl_settings(raw),
+        allow_sasl_failed=raw.get("allowSaslFailedClients", "").strip().lower() == "true",
         servers=servers,
         source=source,
         raw=raw,
@@ -461,6 +548,13 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
             f"minSessionTimeout: {cfg.min_session_timeout} is larger than "
             f"maxSessionTimeout {cfg.max_session_timeout}"
         )
+    providers = {_AUTH_PROVIDER_SCHEMES[v.strip()] for k, v in raw.items()
+                 if k.startswith("authProvider.") and v.strip() in _AUTH_PROVIDER_SCHEMES}
+    cfg.sasl_acl = "sasl" in providers
+    available = {"ip"} | ({"digest"} if cfg.digest_enabled else set()) | providers
+    if not cfg.digest_enabled:
+        available.discard("digest")
+    cfg.enforce_auth_schemes = _enforced_schemes(raw, available)
     alg = _int(raw, "electionAlg", 3)
     if alg != 3:
         raise ConfigError(f"electionAlg: {alg} is not supported (only 3)")

@@ -24,6 +24,7 @@ from zkpy.jute.records import (
 )
 from zkpy.server.core import MALFORMED, WRITE_OPS
 from zkpy.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
+from zkpy.server.identity import ConnectionIdentity
 from zkpy.server.metrics import METRICS
 from zkpy.server.replies import frame
 
@@ -59,7 +60,8 @@ class ClientConnection(asyncio.Protocol):
         self.pending_timeout = 0
         self.timeout = 0
         self.read_only_byte: bool | None = None
-        self.auth_ids: list[tuple[str, str]] = []
+        self.identity = ConnectionIdentity()
+        self.auth_ids = self.identity.ids  # in ZooKeeper's order (see identity.py)
         self.watched: set[str] = set()
         self.pending: deque[tuple[Any, ...]] = deque()  # requests waiting, in order
         self.closed = False
@@ -104,7 +106,7 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             transport.close()
             return
-        self.auth_ids.append(("ip", self.peer_ip))
+        self.identity.add("ip", self.peer_ip)
         server.connections.add(self)
         high = config.client_write_high_water
         transport.set_write_buffer_limits(high, high // 4)
@@ -257,7 +259,7 @@ class ClientConnection(asyncio.Protocol):
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
             return
         except (JuteError, UnicodeDecodeError) as e:  # the codec decodes strings strictly
-            if op == OpCode.AUTH:
+            if op in (OpCode.AUTH, OpCode.SASL):
                 log.info("closing %s: undecodable auth packet: %s", self.peer, e)
                 self.close()
                 return
@@ -377,8 +379,7 @@ class ClientConnection(asyncio.Protocol):
         self.watched.add(path)
 
     def add_auth(self, scheme: str, ident: str) -> None:
-        if (scheme, ident) not in self.auth_ids:
-            self.auth_ids.append((scheme, ident))
+        self.identity.add(scheme, ident)
 
     def pause(self, on: bool) -> None:
         """globalOutstandingLimit: stop (or resume) reading from this client's socket."""

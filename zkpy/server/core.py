@@ -127,7 +127,8 @@ class ZooKeeperServer:
         self.server_id = server_id
         self.tree = tree or DataTree()
         self._readable_acl: tuple[ACL, ...] = OPEN_ACL_UNSAFE  # see _deliver
-        self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types))
+        self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types,
+                                                           config.sasl_acl))
         self.txn_log = txn_log
         self.zab = zab
         self.zxid = self.tree.last_processed_zxid
@@ -323,6 +324,12 @@ class ZooKeeperServer:
                 session.owner = self.server_id
         if op == OpCode.AUTH:
             session_requests.authenticate(self.config, conn, req)
+            return
+        if op == OpCode.SASL:
+            session_requests.sasl(self.config, conn, xid, req)
+            return
+        if self.config.enforce_auth_schemes and not session_requests.enforce_auth(self.config,
+                                                                                    conn, xid):
             return
         if req is MALFORMED and op not in WRITE_OPS:
             if conn.pending:

@@ -73,6 +73,7 @@ class Settings:
 
     skip_acl: bool = False
     extended_types: bool = False
+    sasl_acl: bool = False  # the sasl ACL scheme has a provider (authProvider.N)
 
 
 class Preparer:
@@ -208,7 +209,7 @@ class Preparer:
         path = req.path
         if "/" not in path or "\0" in path:
             raise KeeperError(Err.BADARGUMENTS)
-        acl = fixup_acl(req.acl, auth)
+        acl = fixup_acl(req.acl, auth, self.settings.sasl_acl)
         parent_path, _ = split_path(path)
         parent = self.updated(parent_path, zxid)
         if parent is None:
@@ -298,7 +299,7 @@ class Preparer:
         path = req.path
         if path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS)
-        acl = fixup_acl(req.acl, auth)
+        acl = fixup_acl(req.acl, auth, self.settings.sasl_acl)
         node = self.updated(path, zxid)
         if node is None:
             raise KeeperError(Err.NONODE)

@@ -1,5 +1,6 @@
 """Requests about the connection itself rather than the tree: watch registration
-(setWatches, addWatch, check/removeWatches), auth packets and whoAmI."""
+(setWatches, addWatch, check/removeWatches), auth packets, SASL, required
+authentication (enforce.auth) and whoAmI."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from typing import TYPE_CHECKING
 
 from zkpy.datatree.acl import digest_id
 from zkpy.datatree.tree import DataTree
-from zkpy.jute.codec import Writer
+from zkpy.jute.codec import INT, Writer
 from zkpy.jute.constants import XID_AUTH, Err, KeeperError, WatcherType
 from zkpy.jute.records import AuthPacket, PathType, SetWatches
 from zkpy.server.config import Config
 from zkpy.server.replies import frame, notification
+from zkpy.server.sasl import DigestMD5Server, SaslError
 
 if TYPE_CHECKING:
     from zkpy.server.connection import ClientConnection
@@ -93,6 +95,65 @@ def authenticate(config: Config, conn: ClientConnection, pkt: AuthPacket) -> Non
         conn.close_after_flush()
         return
     conn.send(frame(XID_AUTH, 0, 0))
+
+
+def sasl(config: Config, conn: ClientConnection, xid: int, token: bytes) -> None:
+    """A SASL token (opcode 102), answered at once with zxid 0 as ZooKeeperServer.processSasl.
+
+    Success adds the id ("sasl", authorization id) (and ("super", "") for a
+    zookeeper.superUser).  A refused token answers AUTHFAILED, or
+    SESSIONCLOSEDREQUIRESASLAUTH when SASL is required, with a null token and closes the
+    connection (allowSaslFailedClients keeps it open when SASL is not required).
+    Without a JAAS `Server` section Java has no SASL server and answers OK with a null
+    token (its NullPointerException is caught); so does zkpy.
+    """
+    settings = config.sasl
+    if settings is None:
+        log.error("%s: SASL token but no SASL login is configured "
+                  "(java.security.auth.login.config)", conn.peer)
+        conn.send(frame(xid, 0, 0, INT.pack(-1)))
+        return
+    server = conn.identity.sasl
+    if server is None:
+        server = conn.identity.sasl = DigestMD5Server(settings)
+    try:
+        reply: bytes | None = server.evaluate(token)
+    except SaslError as e:
+        log.warning("Client %s failed to SASL authenticate: %s", conn.peer, e)
+        required = "sasl" in config.enforce_auth_schemes
+        if config.allow_sasl_failed and not required:
+            log.warning("Maintaining client connection despite SASL authentication failure.")
+            reply = None
+        else:
+            err = Err.SESSIONCLOSEDREQUIRESASLAUTH if required else Err.AUTHFAILED
+            conn.send(frame(xid, 0, err, INT.pack(-1)))
+            conn.close_after_flush()
+            return
+    if server.complete and server.authorization_id is not None \
+            and ("sasl", server.authorization_id) not in conn.auth_ids:
+        ident = server.authorization_id
+        log.info("Session 0x%x: adding SASL authorization for authorizationID: %s",
+                 conn.session_id & 0xFFFFFFFFFFFFFFFF, ident)
+        conn.add_auth("sasl", ident)
+        if ident in settings.super_users:
+            conn.add_auth("super", "")
+    body = INT.pack(-1) if reply is None else INT.pack(len(reply)) + reply
+    conn.send(frame(xid, 0, 0, body))
+
+
+def enforce_auth(config: Config, conn: ClientConnection, xid: int) -> bool:
+    """enforce.auth: a request from a connection with no id of a required scheme is
+    answered SESSIONCLOSEDREQUIRESASLAUTH (zxid 0) and the connection closed (the session
+    lives on until it expires), as AuthenticationHelper.enforceAuthentication."""
+    schemes = config.enforce_auth_schemes
+    if any(scheme in schemes for scheme, _ in conn.auth_ids):
+        return True
+    log.error("Client authentication scheme(s) %s does not match with any of the expected "
+              "authentication scheme %s, closing session.",
+              [s for s, _ in conn.auth_ids], sorted(schemes))
+    conn.send(frame(xid, 0, Err.SESSIONCLOSEDREQUIRESASLAUTH))
+    conn.close_after_flush()
+    return False
 
 
 def who_am_i(auth_ids: list[tuple[str, str]]) -> bytes:
