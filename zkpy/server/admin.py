@@ -136,6 +136,8 @@ def digests(ctx: Context, kw: dict[str, str]) -> Result:
 
 
 def initial_configuration(ctx: Context, kw: dict[str, str]) -> Result:
+    if ctx.peer is not None:
+        return {"initial_configuration": None}  # Java keeps it for standalone servers only
     src = ctx.config.source
     try:
         text = src.read_text() if src is not None else ""
@@ -321,6 +323,14 @@ def watch_summary(ctx: Context, kw: dict[str, str]) -> Result:
             "num_paths": len(idx), "num_total_watches": sum(len(s) for s in idx.values())}
 
 
+def _multiple_addresses(host: str, port: int) -> Result:
+    """Java's MultipleAddresses as Jackson writes it (its bean getters)."""
+    a = f"{host}:{port}"
+    return {"empty": False, "all_reachable_addresses": [a], "all_addresses": [a], "one": a,
+            "reachable_address": a, "wildcard_addresses": [f"0.0.0.0:{port}"], "all_ports": [port],
+            "all_host_strings": [host], "all_reachable_addresses_or_all": [a], "reachable_or_one": a}
+
+
 def zabstate(ctx: Context, kw: dict[str, str]) -> Result:
     peer = ctx.peer
     server = ctx.server
@@ -334,8 +344,8 @@ def zabstate(ctx: Context, kw: dict[str, str]) -> Result:
     return {
         "myid": peer.my_id,
         "is_leader": zab is not None and zab.role == "leader",
-        "quorum_address": f"{me.host}:{me.quorum_port}",
-        "election_address": f"{me.host}:{me.election_port}",
+        "quorum_address": _multiple_addresses(me.host, me.quorum_port),
+        "election_address": _multiple_addresses(me.host, me.election_port),
         "client_address": f"{ctx.config.client_port_address}:{port}" if port else "",
         "voting": not me.observer,
         "last_zxid": f"0x{_hex(zxid)}",
