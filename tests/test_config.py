@@ -132,7 +132,6 @@ REFUSED = [
     ("sslQuorum", "true"),
     ("portUnification", "TRUE"),
     ("client.portUnification", "true"),
-    ("enforceQuota", "true"),
     ("quorum.auth.enableSasl", "true"),
     ("quorum.auth.learnerRequireSasl", "true"),
     ("quorum.auth.serverRequireSasl", "true"),
@@ -166,7 +165,7 @@ def test_secure_client_port_without_client_port_is_refused(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("line", [
-    "sslQuorum=false", "portUnification=false", "enforceQuota=false",
+    "sslQuorum=false", "portUnification=false",
     "quorum.auth.enableSasl=false", "client.portUnification=no",
     # inert without a secure port, a SASL login or x509: warned about, ignored
     "ssl.keyStore.location=/k.jks", "ssl.keyStore.password=x", "ssl.trustStore.location=/t.jks",

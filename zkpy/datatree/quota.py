@@ -3,16 +3,22 @@
 As in the reference, a `zookeeper_limits` node under /zookeeper/quota registers <path>
 as quota'd, creating `zookeeper_stats` computes the subtree's count and bytes, and every
 create, delete or setData below a quota'd path rewrites the stats node's data in memory
-(no txn, no Stat change).  Limits are only reported, not enforced.
+(no txn, no Stat change).  With zookeeper.enforceQuota=true, `check` refuses a create or
+setData that would take a quota'd subtree past a hard limit (ZooKeeperServer.checkQuota).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING
 
+from zkpy.jute.constants import Err, KeeperError
+
 if TYPE_CHECKING:
     from zkpy.datatree.tree import DataTree, Znode
+
+log = logging.getLogger("zkpy.quota")
 
 QUOTA_ROOT = "/zookeeper/quota"
 LIMITS = "zookeeper_limits"
@@ -47,6 +53,44 @@ class QuotaTracker:
             if p == "/" or not p:
                 return None
             p = p[: p.rfind("/")] or "/"
+
+    def check(self, path: str, bytes_diff: int, count_diff: int) -> None:
+        """enforceQuota: QUOTAEXCEEDED if the change would take path's quota'd subtree
+        (longest quota'd prefix) past a hard limit; past a soft limit only a warning.
+
+        As ZooKeeper, the limits and the current stats are read from the applied tree
+        (not from writes still being prepared); a soft `count`/`bytes` limit is used
+        only when no hard one is set for that measure.
+        """
+        target = self._longest_prefix(path) if self.paths else None
+        if target is None:
+            return
+        nodes = self.tree.nodes
+        limits_node = nodes.get(f"{QUOTA_ROOT}{target}/{LIMITS}")
+        if limits_node is None:
+            return
+        limits = parse_stats(limits_node.data)
+        checks = []
+        for diff, soft_key, hard_key, name in ((count_diff, "count", "countHardLimit", "count"),
+                                               (bytes_diff, "bytes", "byteHardLimit", "bytes")):
+            soft, hard = limits.get(soft_key, -1), limits.get(hard_key, -1)
+            if diff != 0 and (soft > -1 or hard > -1):
+                checks.append((diff, name, hard if hard > -1 else soft, hard > -1))
+        if not checks:
+            return
+        stats_node = self._stats_node(target)
+        if stats_node is None:
+            return
+        current = parse_stats(stats_node.data)
+        for diff, name, limit, is_hard in checks:
+            new = current.get(name, -1) + diff
+            if new > limit:
+                kind = "hard" if is_hard else "soft"
+                label = "CountLimit" if name == "count" else "ByteLimit"
+                log.warning("Quota exceeded: %s [current %s=%d, %s%s=%d]", target, name, new,
+                            kind, label, limit)
+                if is_hard:
+                    raise KeeperError(Err.QUOTAEXCEEDED)
 
     def created(self, path: str, data_len: int) -> None:
         if path.startswith(QUOTA_ROOT + "/"):

@@ -45,7 +45,7 @@ KNOWN_KEYS = {
     "java.security.auth.login.config", "sasl.serverconfig", "kerberos.removeHostFromPrincipal",
     "kerberos.removeRealmFromPrincipal", "SASLAuthenticationProvider.superPassword",
     "enforce.auth.enabled", "enforce.auth.schemes", "sessionRequireClientSASLAuth",
-    "allowSaslFailedClients", "superUser",
+    "allowSaslFailedClients", "superUser", "enforceQuota",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -58,7 +58,7 @@ JAVA_ONLY_PREFIXES = (
     "snapshot.compression.method", "serializeLastProcessedZxid.enabled", "closeSessionTxn.enabled",
     "maxResponseCacheSize", "maxGetChildrenResponseCacheSize", "commitLogCount",
     "snapshotSizeFactor", "largeRequest", "tcpKeepAlive", "clientTcpKeepAlive",
-    "enforceQuota", "emulate353TTLNodes", "electionPortBindRetry", "fastleader.",
+    "emulate353TTLNodes", "electionPortBindRetry", "fastleader.",
     "connectToLearnerMasterLimit", "quorumListenOnAllIPs", "observerMasterPort",
     "oraclePath",
     "leader.maxTimeToWaitForEpoch", "DigestAuthenticationProvider.digestAlg",
@@ -131,6 +131,7 @@ class Config:
     allow_sasl_failed: bool = False  # zookeeper.allowSaslFailedClients
     # enforce.auth.schemes (or {"sasl"} for sessionRequireClientSASLAuth); empty: not enforced
     enforce_auth_schemes: frozenset[str] = frozenset()
+    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
     # AdminServer: on unless admin.enableServer=false, as in Java (port 8080)
     admin_enabled: bool = True
     admin_address: str = "0.0.0.0"
@@ -276,7 +277,6 @@ def _refuse_missing_protection(raw: dict[str, str]) -> None:
             raise ConfigError(f"{key}: {why}")
     for key, why in (
         ("client.portUnification", _TLS),
-        ("enforceQuota", "zkpy does not enforce quotas yet; remove the key or use Apache ZooKeeper"),
     ):
         if raw.get(key, "").strip().lower() == "true":  # Boolean.parseBoolean / getBoolean
             raise ConfigError(f"{key}: {why}")
@@ -538,6 +538,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         prometheus_process_info=raw.get("metricsProvider.exportJvmInfo", "true").strip().lower() == "true",
         sasl=_sasl_settings(raw),
         allow_sasl_failed=raw.get("allowSaslFailedClients", "").strip().lower() == "true",
+        enforce_quota=raw.get("enforceQuota", "").strip().lower() == "true",  # parseBoolean
         servers=servers,
         source=source,
         raw=raw,

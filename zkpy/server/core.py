@@ -129,6 +129,7 @@ class ZooKeeperServer:
         self._readable_acl: tuple[ACL, ...] = OPEN_ACL_UNSAFE  # see _deliver
         self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types,
                                                            config.sasl_acl))
+        self.preparer.settings.enforce_quota = config.enforce_quota
         self.txn_log = txn_log
         self.zab = zab
         self.zxid = self.tree.last_processed_zxid

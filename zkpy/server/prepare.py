@@ -73,6 +73,7 @@ class Settings:
 
     skip_acl: bool = False
     extended_types: bool = False
+    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
     sasl_acl: bool = False  # the sasl ACL scheme has a provider (authProvider.N)
 
 
@@ -224,6 +225,8 @@ class Preparer:
         owner = parent.owner
         if owner != 0 and owner != CONTAINER_EPHEMERAL_OWNER and owner_ttl(owner) is None:
             raise KeeperError(Err.NOCHILDRENFOREPHEMERALS)
+        if self.settings.enforce_quota:
+            self.tree.quotas.check(path, len(req.data) if req.data else 0, 1)
         new_cv = parent.cversion + 1
         parent.cversion = new_cv
         parent.child_count += 1
@@ -289,6 +292,12 @@ class Preparer:
         if node is None:
             raise KeeperError(Err.NONODE)
         require(node.acl, Perm.WRITE, auth, self.settings.skip_acl)
+        if self.settings.enforce_quota:
+            # Java's lastData is the prepared record's; zkpy's records carry no data, so the
+            # applied node's (they differ only while setData's to one node are pipelined)
+            old = self.tree.nodes.get(path)
+            old_len = len(old.data) if old is not None and old.data else 0
+            self.tree.quotas.check(path, (len(req.data) if req.data else 0) - old_len, 0)
         if req.version != -1 and req.version != node.version:
             raise KeeperError(Err.BADVERSION)
         node.version = new_version = _wrap_int(node.version + 1)
