@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from zkpy.server.audit import AuditLog
 from zkpy.server.jaas import JaasError, load_jaas
 from zkpy.server.sasl import SaslSettings
 
@@ -46,6 +47,7 @@ KNOWN_KEYS = {
     "kerberos.removeRealmFromPrincipal", "SASLAuthenticationProvider.superPassword",
     "enforce.auth.enabled", "enforce.auth.schemes", "sessionRequireClientSASLAuth",
     "allowSaslFailedClients", "superUser", "enforceQuota",
+    "audit.enable", "zkpy.audit.file",  # the audit log (server/audit.py)
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -132,6 +134,7 @@ class Config:
     # enforce.auth.schemes (or {"sasl"} for sessionRequireClientSASLAuth); empty: not enforced
     enforce_auth_schemes: frozenset[str] = frozenset()
     enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
+    audit: AuditLog | None = None  # audit.enable: set by `zkpy-server start` (server/audit.py)
     # AdminServer: on unless admin.enableServer=false, as in Java (port 8080)
     admin_enabled: bool = True
     admin_address: str = "0.0.0.0"

@@ -130,6 +130,7 @@ class ZooKeeperServer:
         self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types,
                                                            config.sasl_acl))
         self.preparer.settings.enforce_quota = config.enforce_quota
+        self.audit = config.audit
         self.txn_log = txn_log
         self.zab = zab
         self.zxid = self.tree.last_processed_zxid
@@ -701,6 +702,8 @@ class ZooKeeperServer:
             conn.close()
             return
         item = conn.pending.popleft()
+        if self.audit is not None:
+            self.audit.write(conn, item[2], item[3], res)
         self.stats.record(item[4], METRICS.updatelatency)
         if res.err:
             conn.send(frame(e.xid, hdr.zxid, res.err))

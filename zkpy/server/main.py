@@ -13,6 +13,7 @@ import click
 
 from zkpy import ZK_COMPAT_VERSION, __version__
 from zkpy.persistence.files import PersistenceError
+from zkpy.server.audit import AuditLog
 from zkpy.server.config import Config, ConfigError, load_config
 
 
@@ -53,6 +54,9 @@ def start(config: str, log_level: str) -> None:
         sys.exit(2)
     for w in cfg.warnings:
         logging.getLogger("zkpy.config").warning("%s", w)
+    cfg.audit = AuditLog.configure(cfg.raw, None)
+    if cfg.audit is not None:
+        cfg.audit.server_start()
     _install_loop()
     try:
         if cfg.standalone:
@@ -65,6 +69,8 @@ def start(config: str, log_level: str) -> None:
     except (OSError, RuntimeError, PersistenceError) as e:
         click.echo(f"zkpy-server: {e}", err=True)
         sys.exit(1)
+    if cfg.audit is not None:
+        cfg.audit.server_stop()
     _exit_at_once()
 
 

@@ -73,8 +73,8 @@ class Settings:
 
     skip_acl: bool = False
     extended_types: bool = False
-    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
     sasl_acl: bool = False  # the sasl ACL scheme has a provider (authProvider.N)
+    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
 
 
 class Preparer:
