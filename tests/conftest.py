@@ -29,6 +29,11 @@ REFERENCE_JARS = [
     "/usr/share/java/log4j-1.2.jar",
 ]
 REFERENCE_AVAILABLE = bool(shutil.which("java")) and all(os.path.exists(j) for j in REFERENCE_JARS)
+# Netty, for the reference's NettyServerCnxnFactory (client TLS); Debian's libnetty-java
+NETTY_JARS = [f"/usr/share/java/netty-{m}.jar" for m in (
+    "buffer", "codec", "common", "handler", "resolver", "transport", "transport-native-epoll",
+    "transport-native-unix-common")]
+NETTY_AVAILABLE = all(os.path.exists(j) for j in NETTY_JARS)
 # CI sets ZKPY_REQUIRE_REFERENCE=1 so that a missing reference server fails instead of skipping.
 REQUIRE_REFERENCE = os.environ.get("ZKPY_REQUIRE_REFERENCE") == "1"
 
@@ -105,7 +110,7 @@ class ServerProcess:
         cfg = self.write_config()
         log = self.workdir / "server.log"
         if self.kind == "reference":
-            cmd = ["java", "-Xmx512m", "-cp", ":".join(REFERENCE_JARS),
+            cmd = ["java", "-Xmx512m", "-cp", ":".join(REFERENCE_JARS + NETTY_JARS),
                    f"-Dzookeeper.log.dir={self.workdir}", *self.jvm_flags,
                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
             env = dict(os.environ)

@@ -127,15 +127,11 @@ def test_java_boolean_properties(tmp_path: Path, value: str, on: bool) -> None:
 # ---- settings that ask for protection zkpy cannot give stop start-up ---------------------
 
 REFUSED = [
-    ("secureClientPort", "2281"),
-    ("secureClientPortAddress", "127.0.0.1"),
     ("sslQuorum", "true"),
     ("portUnification", "TRUE"),
-    ("client.portUnification", "true"),
     ("quorum.auth.enableSasl", "true"),
     ("quorum.auth.learnerRequireSasl", "true"),
     ("quorum.auth.serverRequireSasl", "true"),
-    ("authProvider.x509", "org.apache.zookeeper.server.auth.X509AuthenticationProvider"),
 ]
 
 
@@ -158,10 +154,14 @@ def test_protection_zkpy_cannot_give_stops_start_up(tmp_path: Path, key: str, va
     assert "remove the key or use Apache ZooKeeper" in msg
 
 
-def test_secure_client_port_without_client_port_is_refused(tmp_path: Path) -> None:
-    """It used to serve plain text on 0.0.0.0:2181 instead of TLS."""
-    with pytest.raises(ConfigError, match=r"^secureClientPort: TLS is not supported"):
+def test_secure_client_port_needs_a_key_store(tmp_path: Path) -> None:
+    """A TLS port without the server's key stops start-up (Java would fail every handshake)."""
+    with pytest.raises(ConfigError, match=r"^ssl.keyStore.location: not set"):
         load_config(write(tmp_path, "dataDir=/d\nsecureClientPort=2281\n"), env={})
+    with pytest.raises(ConfigError, match=r"^ssl.keyStore.location: not set"):
+        load_config(write(tmp_path, "dataDir=/d\nclientPort=2181\nclient.portUnification=true\n"), env={})
+    with pytest.raises(ConfigError, match=r"^secureClientPortAddress: set but secureClientPort"):
+        load_config(write(tmp_path, "dataDir=/d\nsecureClientPortAddress=127.0.0.1\n"), env={})
 
 
 @pytest.mark.parametrize("line", [
@@ -176,4 +176,6 @@ def test_secure_client_port_without_client_port_is_refused(tmp_path: Path) -> No
 def test_inert_or_disabled_protection_keys_are_warnings(tmp_path: Path, line: str) -> None:
     c = load_config(write(tmp_path, f"dataDir=/d\nclientPort=2181\n{line}\n"), env={})
     key = line.split("=", 1)[0]
-    assert any(w.startswith(key) and "Java-only" in w for w in c.warnings), c.warnings
+    assert any(w.startswith(key) and ("Java-only" in w or "does nothing without secureClientPort" in w
+                                     or "is off" in w)
+               for w in c.warnings), c.warnings

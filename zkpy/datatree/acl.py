@@ -128,8 +128,21 @@ def valid_sasl_id(ident: str) -> bool:
     return True
 
 
-def valid_acl_entry(acl: ACL, sasl: bool = False) -> bool:
-    """Is the entry's id valid for its scheme (sasl: the sasl provider is configured)?"""
+def valid_dn(text: str) -> bool:
+    """X509AuthenticationProvider.isValid: could `new X500Principal(text)` parse it?"""
+    from cryptography import x509  # only servers with client TLS get here
+
+    try:
+        x509.Name.from_rfc4514_string(text)
+    except ValueError:
+        return False
+    return True
+
+
+def valid_acl_entry(acl: ACL, sasl: bool = False, x509: bool = False) -> bool:
+    """Is the entry's id valid for its scheme (sasl, x509: that provider is configured)?"""
+    if acl.scheme == "x509" and x509:
+        return valid_dn(acl.id)
     if acl.scheme == "sasl" and sasl:
         return valid_sasl_id(acl.id)
     if acl.scheme == "world":
@@ -142,7 +155,7 @@ def valid_acl_entry(acl: ACL, sasl: bool = False) -> bool:
 
 
 def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId],
-              sasl: bool = False) -> tuple[ACL, ...]:
+              sasl: bool = False, x509: bool = False) -> tuple[ACL, ...]:
     """Validate an ACL list from a create/setACL and expand `auth` entries.
 
     Raises INVALIDACL for an empty list, an unknown scheme, a malformed id, or an
@@ -166,7 +179,7 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId],
             out.extend(ACL(a.perms, scheme, ident) for scheme, ident in ids)
         elif a.id is None and a.scheme in ("world", "digest", "ip"):
             raise KeeperError(Err.MARSHALLINGERROR)
-        elif a.scheme is not None and a.id is not None and valid_acl_entry(a, sasl):
+        elif a.scheme is not None and a.id is not None and valid_acl_entry(a, sasl, x509):
             out.append(a)
         else:
             raise KeeperError(Err.INVALIDACL)

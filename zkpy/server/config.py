@@ -13,10 +13,14 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from zkpy.server.audit import AuditLog
 from zkpy.server.jaas import JaasError, load_jaas
 from zkpy.server.sasl import SaslSettings
+
+if TYPE_CHECKING:
+    from zkpy.server.tls import TlsSettings
 
 
 class ConfigError(ValueError):
@@ -48,6 +52,14 @@ KNOWN_KEYS = {
     "enforce.auth.enabled", "enforce.auth.schemes", "sessionRequireClientSASLAuth",
     "allowSaslFailedClients", "superUser", "enforceQuota",
     "audit.enable", "zkpy.audit.file",  # the audit log (server/audit.py)
+}
+# Client TLS keys, read when there is a secure port or port unification (server/tls.py).
+TLS_KEYS = {
+    "secureClientPort", "secureClientPortAddress", "client.portUnification", "client.certReload",
+    "ssl.keyStore.location", "ssl.keyStore.password", "ssl.keyStore.passwordPath", "ssl.keyStore.type",
+    "ssl.trustStore.location", "ssl.trustStore.password", "ssl.trustStore.passwordPath",
+    "ssl.trustStore.type", "ssl.clientAuth", "ssl.protocol", "ssl.enabledProtocols", "ssl.ciphersuites",
+    "ssl.hostnameVerification", "ssl.authProvider", "X509AuthenticationProvider.superUser",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -127,14 +139,6 @@ class Config:
     container_max_per_minute: int = 10000
     container_max_never_used_ms: int = 0
     sessionless_cnxn_timeout_ms: int = 10000
-    # SASL on the client port: None without a JAAS `Server` section (no SASL login)
-    sasl: SaslSettings | None = None
-    sasl_acl: bool = False  # authProvider.N=...SASLAuthenticationProvider: the `sasl` scheme
-    allow_sasl_failed: bool = False  # zookeeper.allowSaslFailedClients
-    # enforce.auth.schemes (or {"sasl"} for sessionRequireClientSASLAuth); empty: not enforced
-    enforce_auth_schemes: frozenset[str] = frozenset()
-    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
-    audit: AuditLog | None = None  # audit.enable: set by `zkpy-server start` (server/audit.py)
     # AdminServer: on unless admin.enableServer=false, as in Java (port 8080)
     admin_enabled: bool = True
     admin_address: str = "0.0.0.0"
@@ -146,6 +150,19 @@ class Config:
     prometheus_host: str = "0.0.0.0"
     prometheus_port: int = 7000
     prometheus_process_info: bool = True  # metricsProvider.exportJvmInfo
+    secure_client_port: int | None = None  # secureClientPort: a TLS-only listener
+    secure_client_port_address: str = "0.0.0.0"
+    client_port_unification: bool = False  # client.portUnification: TLS or plain on clientPort
+    tls: TlsSettings | None = None  # set when either TLS listener is configured
+    x509_acl: bool = False  # the x509 scheme has a provider (ACLs may name it)
+    # SASL on the client port: None without a JAAS `Server` section (no SASL login)
+    sasl: SaslSettings | None = None
+    sasl_acl: bool = False  # authProvider.N=...SASLAuthenticationProvider: the `sasl` scheme
+    allow_sasl_failed: bool = False  # zookeeper.allowSaslFailedClients
+    # enforce.auth.schemes (or {"sasl"} for sessionRequireClientSASLAuth); empty: not enforced
+    enforce_auth_schemes: frozenset[str] = frozenset()
+    enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
+    audit: AuditLog | None = None  # audit.enable: set by `zkpy-server start` (server/audit.py)
     servers: dict[int, ServerSpec] = field(default_factory=dict)
     server_id: int = 1
     source: Path | None = None
@@ -261,8 +278,9 @@ _AUTH_PROVIDER_SCHEMES = {
     "org.apache.zookeeper.server.auth.DigestAuthenticationProvider": "digest",
     "org.apache.zookeeper.server.auth.IPAuthenticationProvider": "ip",
     "org.apache.zookeeper.server.auth.SASLAuthenticationProvider": "sasl",
+    "org.apache.zookeeper.server.auth.X509AuthenticationProvider": "x509",
 }
-_TLS = "TLS is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
+_TLS = "quorum TLS is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
 _SASL = "quorum SASL is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
 
 
@@ -270,23 +288,19 @@ def _refuse_missing_protection(raw: dict[str, str]) -> None:
     """Stop start-up on a key that asks for protection zkpy cannot give (TLS, SASL,
     quota enforcement, other auth providers), rather than run without it.  Keys that do
     nothing without those (ssl.keyStore.* without a secure port, ...) stay warnings."""
-    for key in ("secureClientPort", "secureClientPortAddress"):
-        if key in raw:
-            raise ConfigError(f"{key}: {_TLS}")
     for key, why in (("sslQuorum", _TLS), ("portUnification", _TLS),
                      ("quorum.auth.enableSasl", _SASL), ("quorum.auth.learnerRequireSasl", _SASL),
                      ("quorum.auth.serverRequireSasl", _SASL)):
         if key in raw and _java_parse_boolean(raw, key):  # zoo.cfg keys: strict booleans
             raise ConfigError(f"{key}: {why}")
     for key, why in (
-        ("client.portUnification", _TLS),
     ):
         if raw.get(key, "").strip().lower() == "true":  # Boolean.parseBoolean / getBoolean
             raise ConfigError(f"{key}: {why}")
     for key, value in raw.items():
         if key.startswith("authProvider.") and value.strip() not in _AUTH_PROVIDER_SCHEMES:
             raise ConfigError(f"{key}: zkpy has no authentication provider {value.strip()} (only "
-                              "digest, ip and sasl); remove the key or use Apache ZooKeeper")
+                              "digest, ip, sasl and x509); remove the key or use Apache ZooKeeper")
 
 
 _DIGEST_LOGIN = "org.apache.zookeeper.server.auth.DigestLoginModule"
@@ -456,7 +470,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         m = _SERVER_RE.match(k)
         if m:
             servers[int(m.group(1))] = _parse_server(int(m.group(1)), v)
-        elif k in KNOWN_KEYS or k.startswith(("group.", "weight.", "superUser.")):
+        elif k in KNOWN_KEYS or k in TLS_KEYS or k.startswith(("group.", "weight.", "superUser.")):
             continue
         elif k.startswith("authProvider.") and raw[k].strip() in _AUTH_PROVIDER_SCHEMES:
             continue
@@ -555,6 +569,10 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
     providers = {_AUTH_PROVIDER_SCHEMES[v.strip()] for k, v in raw.items()
                  if k.startswith("authProvider.") and v.strip() in _AUTH_PROVIDER_SCHEMES}
     cfg.sasl_acl = "sasl" in providers
+    _client_tls(raw, cfg)
+    if cfg.tls is not None:
+        providers.add("x509")  # QuorumPeerConfig.configureSSLAuth registers it
+    cfg.x509_acl = "x509" in providers
     available = {"ip"} | ({"digest"} if cfg.digest_enabled else set()) | providers
     if not cfg.digest_enabled:
         available.discard("digest")
@@ -563,3 +581,30 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
     if alg != 3:
         raise ConfigError(f"electionAlg: {alg} is not supported (only 3)")
     return cfg
+
+
+def _client_tls(raw: dict[str, str], cfg: Config) -> None:
+    """secureClientPort, client.portUnification and the ssl.* keys they read."""
+    if "secureClientPort" in raw:
+        port = _int(raw, "secureClientPort", 0, minimum=0)
+        if port > 65535:
+            raise ConfigError(f"secureClientPort: {port} is not a TCP port")
+        cfg.secure_client_port = port or None  # 0 means unset, as in Java
+    if raw.get("secureClientPortAddress", "").strip():
+        if cfg.secure_client_port is None:
+            raise ConfigError("secureClientPortAddress: set but secureClientPort is not set")
+        cfg.secure_client_port_address = raw["secureClientPortAddress"].strip()
+    cfg.client_port_unification = raw.get("client.portUnification", "").strip().lower() == "true"
+    if cfg.secure_client_port is not None or cfg.client_port_unification:
+        from zkpy.server.tls import build_context, parse_tls_settings  # tls imports this module
+
+        cfg.tls = parse_tls_settings(raw)
+        build_context(cfg.tls)  # a wrong password or a bad store stops start-up here
+        return
+    if "client.portUnification" in raw:
+        cfg.warnings.append(f"client.portUnification: '{raw['client.portUnification']}' is not true; "
+                            "port unification is off (only true turns it on, as in Java)")
+    for k in sorted(raw):
+        if k in TLS_KEYS and k != "client.portUnification":
+            cfg.warnings.append(f"{k} does nothing without secureClientPort or "
+                                "client.portUnification=true; ignored")

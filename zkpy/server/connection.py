@@ -27,6 +27,7 @@ from zkpy.server.fourletter import FOUR_LETTER_CODES, run_four_letter_word
 from zkpy.server.identity import ConnectionIdentity
 from zkpy.server.metrics import METRICS
 from zkpy.server.replies import frame
+from zkpy.server.tls import client_id
 
 if TYPE_CHECKING:
     from zkpy.server.core import ZooKeeperServer
@@ -107,6 +108,8 @@ class ClientConnection(asyncio.Protocol):
             transport.close()
             return
         self.identity.add("ip", self.peer_ip)
+        if config.tls is not None:
+            self._tls_identity(transport)
         server.connections.add(self)
         high = config.client_write_high_water
         transport.set_write_buffer_limits(high, high // 4)
@@ -116,6 +119,23 @@ class ClientConnection(asyncio.Protocol):
         self._handshake_timer = loop.call_later(
             server.config.sessionless_cnxn_timeout_ms / 1000.0, self._handshake_timeout
         )
+
+    def _tls_identity(self, transport: asyncio.Transport) -> None:
+        """The client certificate of a TLS connection: its subject DN is the `x509` identity
+        (and `super` when it is X509AuthenticationProvider.superUser), as ZooKeeper's
+        X509AuthenticationProvider gives it after a handshake that asked for a certificate.
+        The handshake has already checked it against the trust store."""
+        tls = self.server.config.tls
+        ssl_object = transport.get_extra_info("ssl_object")
+        if tls is None or ssl_object is None or tls.client_auth == "none":
+            return
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:  # ssl.clientAuth=want and no certificate: no identity
+            return
+        dn = client_id(der)
+        if dn == tls.super_user:
+            self.add_auth("super", dn)
+        self.add_auth("x509", dn)
 
     def _handshake_timeout(self) -> None:
         if self.state in (NEW, CONNECTING) and not self.closed:

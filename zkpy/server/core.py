@@ -128,7 +128,7 @@ class ZooKeeperServer:
         self.tree = tree or DataTree()
         self._readable_acl: tuple[ACL, ...] = OPEN_ACL_UNSAFE  # see _deliver
         self.preparer = Preparer(self.tree, Settings(config.skip_acl, config.extended_types,
-                                                           config.sasl_acl))
+                                                           config.sasl_acl, config.x509_acl))
         self.preparer.settings.enforce_quota = config.enforce_quota
         self.audit = config.audit
         self.txn_log = txn_log

@@ -74,6 +74,7 @@ class Settings:
     skip_acl: bool = False
     extended_types: bool = False
     sasl_acl: bool = False  # the sasl ACL scheme has a provider (authProvider.N)
+    x509_acl: bool = False  # the x509 scheme has a provider (client TLS, authProvider.N)
     enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
 
 
@@ -210,7 +211,7 @@ class Preparer:
         path = req.path
         if "/" not in path or "\0" in path:
             raise KeeperError(Err.BADARGUMENTS)
-        acl = fixup_acl(req.acl, auth, self.settings.sasl_acl)
+        acl = fixup_acl(req.acl, auth, self.settings.sasl_acl, self.settings.x509_acl)
         parent_path, _ = split_path(path)
         parent = self.updated(parent_path, zxid)
         if parent is None:
@@ -308,7 +309,7 @@ class Preparer:
         path = req.path
         if path_error(path) is not None:
             raise KeeperError(Err.BADARGUMENTS)
-        acl = fixup_acl(req.acl, auth, self.settings.sasl_acl)
+        acl = fixup_acl(req.acl, auth, self.settings.sasl_acl, self.settings.x509_acl)
         node = self.updated(path, zxid)
         if node is None:
             raise KeeperError(Err.NONODE)

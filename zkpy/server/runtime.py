@@ -32,6 +32,8 @@ from zkpy.server.core import ZooKeeperServer
 from zkpy.server.http import serve_http
 from zkpy.server.metrics import METRICS
 from zkpy.server.prometheus import MetricsHandler
+from zkpy.server.tls import TlsContext
+from zkpy.server.tls_listener import TlsListener
 
 log = logging.getLogger("zkpy.server")
 
@@ -73,14 +75,25 @@ class ServerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._locks: DataDirLocks | None = None
+        # client TLS (secureClientPort; client.portUnification on the plain port)
+        self.tls: TlsContext | None = None
+        self.secure_listener: TlsListener | None = None
+        self.unified_listener: TlsListener | None = None
         # admin.* (AdminServer) and metricsProvider.* (Prometheus) HTTP listeners
         self.admin_listener: asyncio.base_events.Server | None = None
         self.metrics_listener: asyncio.base_events.Server | None = None
 
     @property
     def port(self) -> int:
+        if self.unified_listener is not None:
+            return self.unified_listener.port
         assert self.listener is not None
         return int(self.listener.sockets[0].getsockname()[1])
+
+    @property
+    def secure_port(self) -> int:
+        assert self.secure_listener is not None
+        return self.secure_listener.port
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,20 +106,43 @@ class ServerRuntime:
             # As Apache ZooKeeper 3.8: no clientPort (and zkpy has no secure port) means
             # no client listener at all, not a default port.
             log.warning("clientPort is not set: serving no clients (dataDir=%s)", self.config.data_dir)
+        elif self.config.client_port_unification:
+            await self._open_tls(address, unified=True)
         else:
             addr, port = address
             self.listener = await loop.create_server(lambda: ClientConnection(role.core), addr, port,
                                                      reuse_address=True, backlog=1024)
             log.info("serving clients on %s:%d (dataDir=%s)", addr, self.port, self.config.data_dir)
+        cfg = self.config
+        if cfg.secure_client_port is not None:
+            await self._open_tls((cfg.secure_client_port_address, cfg.secure_client_port), unified=False)
         role.serving()
         await self._open_monitoring()
-        cfg = self.config
+        if self.tls is not None and self.tls.settings.cert_reload:
+            self._every(1.0, self.tls.check)
         self._every(min(cfg.tick_time / 1000.0, 0.5), self._expire_sessions)
         interval = cfg.container_check_interval_ms / 1000.0
         per_run = max(1, int(cfg.container_max_per_minute * interval / 60.0))
         self._every(interval, lambda: self._sweep_containers(per_run))
         if cfg.purge_interval_hours > 0:
             self._every(cfg.purge_interval_hours * 3600.0, self._purge)
+
+    async def _open_tls(self, address: tuple[str, int], unified: bool) -> None:
+        cfg = self.config
+        assert cfg.tls is not None  # config.py parses the settings with either listener
+        if self.tls is None:
+            self.tls = TlsContext(cfg.tls)
+        tls = self.tls
+        role = self.role
+        listener = TlsListener(lambda: ClientConnection(role.core), lambda: tls.context, unified,
+                               cfg.sessionless_cnxn_timeout_ms / 1000.0)
+        await listener.open(*address)
+        if unified:
+            self.unified_listener = listener
+        else:
+            self.secure_listener = listener
+        log.info("serving %s clients on %s:%d (ssl.clientAuth=%s)", "TLS and plain" if unified else "TLS",
+                 address[0], listener.port, cfg.tls.client_auth)
 
     async def _open_monitoring(self) -> None:
         """The AdminServer (admin.enableServer, on by default as in Java) and the
@@ -189,12 +225,16 @@ class ServerRuntime:
         for http in (self.admin_listener, self.metrics_listener):
             if http is not None:
                 http.close()
+        for tls_listener in (self.secure_listener, self.unified_listener):
+            if tls_listener is not None:
+                tls_listener.close()
         try:
             await self.role.close()
         finally:
             if self._locks is not None:
                 self._locks.release()
         log.info("stopped")
+
 
 def _bound_port(server: asyncio.base_events.Server) -> int:
     return int(server.sockets[0].getsockname()[1])

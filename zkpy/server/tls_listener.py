@@ -1,0 +1,163 @@
+"""A client listener whose connections are TLS (`secureClientPort`) or, with
+`client.portUnification=true` on the plain port, TLS or plain as each client's first
+bytes say (Netty's DualModeSslHandler in Apache ZooKeeper's NettyServerCnxnFactory).
+
+It accepts sockets itself so that (a) it can look at a client's first bytes without
+taking them (MSG_PEEK) and hand the untouched socket to `loop.connect_accepted_socket`
+with or without TLS, and (b) every TLS connection gets the context current when it was
+accepted, which is how a reloaded certificate takes effect.  The protocol object and its
+back-pressure (`ClientConnection`) are the same as on the plain port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+log = logging.getLogger("zkpy.tls")
+
+TLS_HANDSHAKE = 0x16
+_RECHECK = 0.01  # seconds between peeks while fewer than 5 bytes have arrived
+
+
+def looks_like_tls(head: bytes) -> bool | None:
+    """Netty's decision on a connection's first bytes: True for a TLS record, False for
+    plain text, None when more bytes are needed.  Like DualModeSslHandler: five bytes
+    decide (a TLS record header: content type 20-24, major version 3); fewer decide
+    plain unless the first byte is a handshake record's (a 4-letter word is 4 bytes)."""
+    if not head:
+        return None
+    if len(head) >= 5:
+        return 20 <= head[0] <= 24 and head[1] == 3
+    return None if head[0] == TLS_HANDSHAKE else False
+
+
+class TlsListener:
+    """Accepts clients on one address; `unified` serves plain clients too."""
+
+    def __init__(self, protocol_factory: Callable[[], asyncio.Protocol],
+                 context: Callable[[], ssl.SSLContext], unified: bool, timeout: float) -> None:
+        self._factory = protocol_factory
+        self._context = context
+        self.unified = unified
+        self._timeout = timeout  # for the first bytes and for the TLS handshake
+        self.sock: socket.socket | None = None
+        self._sniffing: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.sock is not None
+        return int(self.sock.getsockname()[1])
+
+    async def open(self, host: str, port: int, backlog: int = 1024) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, type_, proto, _, addr = infos[0]
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        loop.add_reader(sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        assert self.sock is not None and self._loop is not None
+        for _ in range(64):  # a burst at a time; the loop comes back for more
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # EMFILE and friends: log, keep listening
+                log.warning("accept failed: %s", e)
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.unified:
+                timer = self._loop.call_later(self._timeout, self._give_up, conn)
+                self._sniffing[conn.fileno()] = (conn, timer)
+                self._loop.add_reader(conn.fileno(), self._peek, conn)
+            else:
+                self._serve(conn, True)
+
+    def _peek(self, conn: socket.socket) -> None:
+        assert self._loop is not None
+        try:
+            head = conn.recv(5, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            head = b""
+        fd = conn.fileno()
+        self._loop.remove_reader(fd)
+        if not head:  # closed (or reset) before saying anything
+            self._drop(conn)
+            return
+        tls = looks_like_tls(head)
+        if tls is None:  # a TLS record header has begun: look again shortly
+            self._loop.call_later(_RECHECK, self._rearm, conn)
+            return
+        _, timer = self._sniffing.pop(fd)
+        timer.cancel()
+        self._serve(conn, tls)
+
+    def _rearm(self, conn: socket.socket) -> None:
+        if conn.fileno() in self._sniffing and self._loop is not None:
+            self._loop.add_reader(conn.fileno(), self._peek, conn)
+
+    def _give_up(self, conn: socket.socket) -> None:
+        if self._loop is not None and conn.fileno() in self._sniffing:
+            self._loop.remove_reader(conn.fileno())
+        self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        entry = self._sniffing.pop(conn.fileno(), None)
+        if entry is not None:
+            entry[1].cancel()
+        conn.close()
+
+    def _serve(self, conn: socket.socket, tls: bool) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._connect(conn, tls))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, conn: socket.socket, tls: bool) -> None:
+        assert self._loop is not None
+        try:
+            peer = conn.getpeername()
+        except OSError:
+            peer = ("?", 0)
+        try:
+            if tls:
+                await self._loop.connect_accepted_socket(
+                    self._factory, conn, ssl=self._context(), ssl_handshake_timeout=self._timeout)
+            else:
+                await self._loop.connect_accepted_socket(self._factory, conn)
+        except (TimeoutError, OSError) as e:  # ssl.SSLError and ConnectionError are OSErrors
+            # a failed handshake (plain text on a TLS port, an untrusted or missing client
+            # certificate, a timeout) ends this connection only
+            log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], e)
+            conn.close()
+
+    def close(self) -> None:
+        if self.sock is not None and self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+        for conn, timer in list(self._sniffing.values()):
+            timer.cancel()
+            if self._loop is not None:
+                self._loop.remove_reader(conn.fileno())
+            conn.close()
+        self._sniffing.clear()
+        for t in self._tasks:
+            t.cancel()
