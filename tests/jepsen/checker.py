@@ -1,0 +1,339 @@
+"""Checkers for Jepsen-style histories (tests/jepsen/history.py).
+
+`check_register` decides whether a history of a compare-and-set register -- `read`
+(value = what was read), `write` (value = what was written) and `cas` (value = (expected,
+new)) -- is linearizable.  It is the Wing & Gong search as Lowe improved it (the form
+porcupine and knossos' "wgl" use): keep the history's call and return events in a linked
+list; walking from the front, linearize an operation whose call comes before the first
+pending return if the model allows it (lift it out of the list and start again from the
+front), and backtrack when a return is reached whose operation is not linearized yet.
+A cache of (set of linearized operations, model state) pairs already explored keeps the
+search from repeating itself.  Keys are independent objects (P-compositionality), so
+each key's sub-history is checked on its own.
+
+Outcomes: `ok` operations must take effect between their invoke and completion; `fail`
+operations did not happen and are dropped; `info` operations (timeouts, ConnectionLoss)
+may have happened at any point after their invoke or not at all -- they have no return
+event and the search succeeds once every `ok` operation is linearized.  An `info` read
+constrains nothing and is dropped.
+
+The search is exponential in the worst case, so it has a step budget; when it runs out
+the verdict is "unknown" rather than a hang.
+
+`check_set` and `check_unique_ids` are the simpler workloads' checks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.jepsen.history import Op, pairs
+
+LINEARIZABLE = "linearizable"
+NOT_LINEARIZABLE = "not-linearizable"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class RegOp:
+    """One register operation for the search: `ret` is None for an info operation."""
+
+    id: int
+    f: str
+    value: Any
+    call: int
+    ret: int | None
+
+
+def step(state: Any, op: RegOp) -> tuple[bool, Any]:
+    """The sequential compare-and-set register: (allowed, next state)."""
+    if op.f == "read":
+        return state == op.value, state
+    if op.f == "write":
+        return True, op.value
+    if op.f == "cas":
+        expected, new = op.value
+        return (True, new) if state == expected else (False, state)
+    raise ValueError(f"unknown register function {op.f!r}")
+
+
+@dataclass
+class KeyResult:
+    key: str | None
+    verdict: str
+    ops: int
+    steps: int
+    # on failure: the ok operations that could never be linearized at the deepest point
+    stuck: list[RegOp] = field(default_factory=list)
+    linearized_prefix: list[RegOp] = field(default_factory=list)
+
+
+@dataclass
+class RegisterResult:
+    verdict: str
+    keys: dict[str | None, KeyResult]
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict == LINEARIZABLE
+
+
+def register_ops(history: Iterable[Op]) -> dict[str | None, list[RegOp]]:
+    """The history's register operations by key (fail and info-read dropped)."""
+    out: dict[str | None, list[RegOp]] = {}
+    for p in pairs(history):
+        inv, done = p.invoke, p.complete
+        if p.type == "fail" or inv.f not in ("read", "write", "cas"):
+            continue
+        if p.type == "info":
+            if inv.f == "read":
+                continue
+            op = RegOp(inv.index, inv.f, inv.value, inv.index, None)
+        else:
+            assert done is not None
+            op = RegOp(inv.index, inv.f, done.value if inv.f == "read" else inv.value,
+                       inv.index, done.index)
+        out.setdefault(inv.key, []).append(op)
+    return {key: _drop_unobservable(ops) for key, ops in out.items()}
+
+
+def _drop_unobservable(ops: list[RegOp]) -> list[RegOp]:
+    """Info writes and cas whose new value no ok read returned and no ok cas expected:
+    a linearization that includes one stays valid without it (the ops after it, up to the
+    next write, would have to read or expect that value), so they only slow the search."""
+    seen = {op.value for op in ops if op.ret is not None and op.f == "read"}
+    seen |= {op.value[0] for op in ops if op.ret is not None and op.f == "cas"}
+    return [op for op in ops if op.ret is not None or _new_value(op) in seen]
+
+
+def _new_value(op: RegOp) -> Any:
+    return op.value[1] if op.f == "cas" else op.value
+
+
+def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, list[RegOp], list[RegOp]]:
+    """WGL over one key.  Returns (verdict, steps, stuck ops, deepest linearized prefix)."""
+    # events: (time, op position, is_call); linked list over event positions 1..n, 0 = head
+    events: list[tuple[int, int, bool]] = []
+    for i, op in enumerate(ops):
+        events.append((op.call, i, True))
+        if op.ret is not None:
+            events.append((op.ret, i, False))
+    events.sort()
+    n = len(events)
+    if n == 0:
+        return LINEARIZABLE, 0, [], []
+    nxt = [pos + 1 for pos in range(n + 1)]
+    nxt[n] = -1
+    prv = [pos - 1 for pos in range(n + 1)]
+    call_pos = [0] * len(ops)
+    ret_pos: list[int | None] = [None] * len(ops)
+    for pos, (_, i, is_call) in enumerate(events, start=1):
+        if is_call:
+            call_pos[i] = pos
+        else:
+            ret_pos[i] = pos
+    # the set of linearized ops is cached as a Zobrist hash (a random 64-bit word per op,
+    # XORed): a full bitset per cache entry costs n/8 bytes, too much for 10k-op keys.
+    # Info ops that are both linearized or both pending with the same (f, value) are
+    # interchangeable (both were invoked before the current frontier, and neither has a
+    # deadline), so they are hashed as a multiset: class -> how many are linearized.
+    rng = random.Random(len(ops))
+    zob = [rng.getrandbits(64) for _ in ops]
+    klass: list[tuple[str, Any] | None] = [None if op.ret is not None else (op.f, op.value) for op in ops]
+    class_count: dict[tuple[str, Any], int] = {}
+    class_word: dict[tuple[tuple[str, Any], int], int] = {}
+
+    def word(c: tuple[str, Any], k: int) -> int:
+        if k == 0:
+            return 0
+        w = class_word.get((c, k))
+        if w is None:
+            w = class_word[(c, k)] = rng.getrandbits(64)
+        return w
+
+    def toggle(i: int, add: bool) -> int:
+        c = klass[i]
+        if c is None:
+            return zob[i]
+        k = class_count.get(c, 0)
+        k2 = k + 1 if add else k - 1
+        class_count[c] = k2
+        return word(c, k) ^ word(c, k2)
+
+    def peek(i: int) -> int:
+        c = klass[i]
+        if c is None:
+            return zob[i]
+        k = class_count.get(c, 0)
+        return word(c, k) ^ word(c, k + 1)
+
+    def unlink(pos: int) -> None:
+        nxt[prv[pos]] = nxt[pos]
+        if nxt[pos] != -1:
+            prv[nxt[pos]] = prv[pos]
+
+    def relink(pos: int) -> None:
+        nxt[prv[pos]] = pos
+        if nxt[pos] != -1:
+            prv[nxt[pos]] = pos
+
+    remaining = sum(1 for op in ops if op.ret is not None)
+    state = init
+    linearized = 0  # Zobrist hash of the linearized set
+    cache: set[tuple[int, Any]] = set()
+    stack: list[tuple[int, Any]] = []  # (op position, state before it)
+    best: list[int] = []
+    entry = nxt[0]
+    steps = 0
+    while remaining > 0:
+        steps += 1
+        if steps > budget:
+            return UNKNOWN, steps, [], [ops[i] for i in best]
+        if entry != -1 and events[entry - 1][2]:
+            i = events[entry - 1][1]
+            allowed, new_state = step(state, ops[i])
+            if allowed:
+                key = (linearized ^ peek(i), new_state)
+                if key not in cache:
+                    cache.add(key)
+                    stack.append((i, state))
+                    state = new_state
+                    linearized ^= toggle(i, True)
+                    unlink(call_pos[i])
+                    r = ret_pos[i]
+                    if r is not None:
+                        unlink(r)
+                        remaining -= 1
+                    if len(stack) > len(best):
+                        best = [s[0] for s in stack]
+                    entry = nxt[0]
+                    continue
+            entry = nxt[entry]
+        else:  # a pending return (or the end of the list): backtrack
+            if not stack:
+                stuck_ids = _pending_returns(nxt, events, ops)
+                return NOT_LINEARIZABLE, steps, stuck_ids, [ops[j] for j in best]
+            i, state = stack.pop()
+            linearized ^= toggle(i, False)
+            r = ret_pos[i]
+            if r is not None:
+                relink(r)
+                remaining += 1
+            relink(call_pos[i])
+            entry = nxt[call_pos[i]]
+    return LINEARIZABLE, steps, [], []
+
+
+def _pending_returns(nxt: list[int], events: list[tuple[int, int, bool]],
+                     ops: Sequence[RegOp]) -> list[RegOp]:
+    out = []
+    pos = nxt[0]
+    while pos != -1 and len(out) < 5:
+        _, i, is_call = events[pos - 1]
+        if not is_call:
+            out.append(ops[i])
+        pos = nxt[pos]
+    return out
+
+
+def check_register(history: Iterable[Op], init: Any = None, budget: int = 20_000_000) -> RegisterResult:
+    """Linearizability of a compare-and-set register history, key by key.  `init` is every
+    register's value before the history; `budget` bounds the search steps per key."""
+    results: dict[str | None, KeyResult] = {}
+    for key, ops in register_ops(history).items():
+        verdict, steps, stuck, prefix = _search(ops, init, budget)
+        results[key] = KeyResult(key, verdict, len(ops), steps, stuck, prefix)
+    verdicts = {r.verdict for r in results.values()}
+    overall = (NOT_LINEARIZABLE if NOT_LINEARIZABLE in verdicts
+               else UNKNOWN if UNKNOWN in verdicts else LINEARIZABLE)
+    return RegisterResult(overall, results)
+
+
+def explain(result: RegisterResult, history: Sequence[Op], context: int = 12) -> str:
+    """A few lines around the first operation that could not be linearized."""
+    lines = []
+    for key, r in result.keys.items():
+        if r.verdict != NOT_LINEARIZABLE:
+            continue
+        lines.append(f"key {key}: {r.ops} ops, not linearizable after {r.steps} steps")
+        tail = r.linearized_prefix[-5:]
+        lines.append("  deepest linearization ends with: "
+                     + ", ".join(f"{o.f} {o.value!r}@{o.id}" for o in tail))
+        for o in r.stuck:
+            lines.append(f"  cannot linearize: {o.f} {o.value!r} invoked #{o.call} returned #{o.ret}")
+        if r.stuck:
+            at = r.stuck[0].call
+            lines.append("  history around it (this key):")
+            near = [op for op in history if op.key == key and abs(op.index - at) < context * 8]
+            for op in near[: context * 2]:
+                lines.append(f"    #{op.index} p{op.process} {op.type} {op.f} {op.value!r}"
+                             f"{' ' + op.error if op.error else ''}")
+    return "\n".join(lines)
+
+
+# ---- set and unique ids ------------------------------------------------------------
+
+
+@dataclass
+class SetResult:
+    valid: bool
+    attempted: int
+    acknowledged: int
+    final: int
+    lost: list[Any]  # acknowledged adds missing from the final read
+    unexpected: list[Any]  # read elements that were never added
+    recovered: int  # info adds that turned out to be present
+
+    def summary(self) -> str:
+        return (f"{'valid' if self.valid else 'INVALID'}: {self.acknowledged} acked of {self.attempted} "
+                f"attempted, final read {self.final}, lost {len(self.lost)} {self.lost[:10]}, "
+                f"unexpected {len(self.unexpected)} {self.unexpected[:10]}, recovered info {self.recovered}")
+
+
+def check_set(history: Iterable[Op]) -> SetResult:
+    """`add` ops (value = element) and one or more ok `read` ops (value = all elements);
+    the last ok read is the final one.  Valid when every ok add is in it and every element
+    in it was attempted."""
+    attempted: set[Any] = set()
+    acked: set[Any] = set()
+    info: set[Any] = set()
+    final: set[Any] | None = None
+    for p in pairs(history):
+        if p.invoke.f == "add":
+            attempted.add(p.invoke.value)
+            if p.type == "ok":
+                acked.add(p.invoke.value)
+            elif p.type == "info":
+                info.add(p.invoke.value)
+        elif p.invoke.f == "read" and p.type == "ok" and p.complete is not None:
+            final = set(p.complete.value)
+    if final is None:
+        return SetResult(False, len(attempted), len(acked), 0, sorted(acked), [], 0)
+    lost = sorted(acked - final)
+    unexpected = sorted(final - attempted)
+    return SetResult(not lost and not unexpected, len(attempted), len(acked), len(final), lost,
+                     unexpected, len(info & final))
+
+
+@dataclass
+class UniqueIdsResult:
+    valid: bool
+    generated: int
+    duplicates: dict[Any, int]
+
+    def summary(self) -> str:
+        return (f"{'valid' if self.valid else 'INVALID'}: {self.generated} ids, "
+                f"{len(self.duplicates)} duplicated {dict(list(self.duplicates.items())[:10])}")
+
+
+def check_unique_ids(history: Iterable[Op]) -> UniqueIdsResult:
+    """Every ok `generate` returned an id no other ok `generate` returned."""
+    seen: dict[Any, int] = {}
+    for op in history:
+        if op.type == "ok" and op.f == "generate":
+            seen[op.value] = seen.get(op.value, 0) + 1
+    dups = {k: v for k, v in seen.items() if v > 1}
+    return UniqueIdsResult(not dups, sum(seen.values()), dups)
