@@ -104,12 +104,15 @@ def test_keys_are_checked_independently() -> None:
 
 def test_budget_exhaustion_says_unknown() -> None:
     s = Script()
-    for p in range(12):
+    for p in range(1, 13):
         s.inv(p, "write", p)
-    for p in range(12):
+    for p in range(1, 13):
         s.info(p)
-    s.inv(99, "read").ok(99, 1000)  # impossible: forces the whole search
-    assert checker.check_register(s.ops, init=0, budget=500).verdict == checker.UNKNOWN
+    for v in range(12, 0, -1):
+        s.inv(99, "read").ok(99, v)
+    s.inv(99, "read").ok(99, 12)  # 12 was overwritten and cannot come back: a full search
+    assert checker.check_register(s.ops, init=0, budget=50).verdict == checker.UNKNOWN
+    assert checker.check_register(s.ops, init=0).verdict == checker.NOT_LINEARIZABLE
 
 
 def test_dump_and_load_round_trip(tmp_path: Path) -> None:
