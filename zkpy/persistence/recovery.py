@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from zkpy.datatree.quota import QUOTA_ROOT
@@ -65,8 +65,9 @@ def version_dirs(data_dir: Path, log_dir: Path | None = None) -> tuple[Path, Pat
     return snap_dir, txn_dir
 
 
-def load_newest_snapshot(snap_dir: Path) -> tuple[DataTree, int] | None:
-    """The newest snapshot that loads, or None if there is no valid-looking snapshot."""
+def load_newest_snapshot(snap_dir: Path, progress_bytes: int = 64 << 20) -> tuple[DataTree, int] | None:
+    """The newest snapshot that loads, or None if there is no valid-looking snapshot.
+    A snapshot file of at least progress_bytes logs its progress every tenth."""
     candidates = valid_snapshots(snap_dir, MAX_SNAPSHOTS_TRIED)
     for z, path in snapshot_files(snap_dir):
         if (z, path) not in candidates and not path.name.endswith(".snappy"):
@@ -74,7 +75,7 @@ def load_newest_snapshot(snap_dir: Path) -> tuple[DataTree, int] | None:
     errors = []
     for z, path in candidates:
         try:
-            tree = load_snapshot(path, z)
+            tree = load_snapshot(path, z, _snapshot_progress(path, progress_bytes))
         except (SnapshotError, OSError) as e:
             log.warning("cannot load snapshot %s (%s); trying an older one", path, e)
             errors.append(f"{path.name}: {e}")
@@ -90,20 +91,36 @@ def load_newest_snapshot(snap_dir: Path) -> tuple[DataTree, int] | None:
     return None
 
 
-def recover(data_dir: Path, log_dir: Path | None = None,
-            trust_empty: bool = False) -> tuple[DataTree, int]:
+def _snapshot_progress(path: Path, progress_bytes: int) -> Callable[[int, int, int], None] | None:
+    try:
+        if path.stat().st_size < progress_bytes:
+            return None
+    except OSError:
+        return None
+
+    def progress(offset: int, size: int, znodes: int) -> None:
+        log.info("loading %s: %d%% (%d znodes, %d of %d MB)", path.name, offset * 100 // size,
+                 znodes, offset >> 20, size >> 20)
+
+    return progress
+
+
+def recover(data_dir: Path, log_dir: Path | None = None, trust_empty: bool = False,
+            progress_bytes: int = 64 << 20, progress_txns: int = 100000) -> tuple[DataTree, int]:
     """Rebuild the tree from ``<data_dir>/version-2`` and ``<log_dir>/version-2``.
 
     Returns (tree, last zxid): the highest zxid in the snapshot name or the replayed
     log.  Raises PersistenceError if a directory cannot be created or read, and
     RecoveryError for damaged data (see :func:`~zkpy.persistence.txnlog.iter_repaired_log`)
     or for txn logs without any snapshot unless trust_empty
-    (``zookeeper.snapshot.trust.empty``), as Java's FileTxnSnapLog.restore.
+    (``zookeeper.snapshot.trust.empty``), as Java's FileTxnSnapLog.restore.  Progress is
+    logged while a snapshot of at least progress_bytes loads and every progress_txns
+    replayed txns (``zkpy.progress.snapshotBytes`` / ``zkpy.progress.txns``).
     """
     snap_dir, txn_dir = version_dirs(data_dir, log_dir)
     started = time.monotonic()
     try:
-        found = load_newest_snapshot(snap_dir)
+        found = load_newest_snapshot(snap_dir, progress_bytes)
     except PermissionError as e:
         raise PersistenceError(f"cannot read {e.filename or snap_dir}: {e.strerror}") from e
     if found is None:
@@ -128,7 +145,8 @@ def recover(data_dir: Path, log_dir: Path | None = None,
     try:
         # checked on the way; a torn tail is cut once every txn has been read
         count, replayed_to = replay(tree, iter_repaired_log(txn_dir, snap_zxid,
-                                                            gapless=found is not None))
+                                                            gapless=found is not None),
+                                       progress_txns=progress_txns)
     except PermissionError as e:
         raise PersistenceError(f"cannot read {e.filename or txn_dir}: {e.strerror}") from e
     last = max(snap_zxid, replayed_to)
@@ -144,11 +162,13 @@ def recover(data_dir: Path, log_dir: Path | None = None,
 
 
 def replay(tree: DataTree, txns: Iterable[tuple[TxnHeader, bytes]],
-           direct_creates: bool = True) -> tuple[int, int]:
+           direct_creates: bool = True, progress_txns: int = 0) -> tuple[int, int]:
     """Apply logged (header, record) txns to tree as recovery does, building no Stats
     for replies; returns (count, zxid of the last one or -1).  direct_creates: creates
-    take :func:`replay_create` (only for a tree nobody watches)."""
+    take :func:`replay_create` (only for a tree nobody watches).  progress_txns > 0:
+    log a line every that many txns."""
     count, last = 0, -1
+    report_at = progress_txns if progress_txns > 0 else -1
     tree.replies = False
     try:
         for hdr, rec in txns:
@@ -156,6 +176,9 @@ def replay(tree: DataTree, txns: Iterable[tuple[TxnHeader, bytes]],
                 tree.apply(hdr, decode_txn(hdr.type, rec))
             last = hdr.zxid
             count += 1
+            if count == report_at:
+                log.info("replayed %d txns (to zxid 0x%x)", count, last)
+                report_at += progress_txns
     finally:
         tree.replies = True
     return count, last

@@ -15,7 +15,7 @@ import mmap
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from itertools import groupby
@@ -42,6 +42,9 @@ _ZXID_DIGEST = struct.Struct(">qiq")
 _NULL = _INT.pack(-1)
 MAX_TRAILER = 13 + 33 + 21  # after the nodes: seal, ZxidDigest + seal, lastProcessedZxid + seal
 BACKGROUND_CRC_SIZE = 8 << 20  # checksum smaller snapshots inline
+
+# progress(offset, file size, znodes read so far), called about every tenth of the file
+Progress = Callable[[int, int, int], None]
 
 NODE_FIELDS = ("data", "acl", "czxid", "mzxid", "ctime", "mtime", "version",
                "cversion", "aversion", "owner", "pzxid")
@@ -149,17 +152,18 @@ def check_seals(raw: bytes | mmap.mmap, pos: int, crc: int | None = None) -> dic
     return out
 
 
-def load_snapshot(path: Path, zxid: int | None = None) -> DataTree:
+def load_snapshot(path: Path, zxid: int | None = None, progress: Progress | None = None) -> DataTree:
     """Load a snapshot file into a new DataTree (CRC verified).
 
     The tree's last_processed_zxid is the zxid in the file name (as in Java), or
-    ``zxid`` if given.
+    ``zxid`` if given.  progress, if given, is told how far the node records are read
+    about every tenth of the file.
     """
     path = Path(path)
     if zxid is None:
         zxid = zxid_from_name(path.name, SNAP_PREFIX) or 0
     try:
-        return parse_snapshot(map_snapshot(path), zxid)
+        return parse_snapshot(map_snapshot(path), zxid, progress)
     except SnapshotError as e:
         raise SnapshotError(f"{path}: {e}") from None
 
@@ -174,9 +178,9 @@ def map_snapshot(path: Path) -> bytes | mmap.mmap:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def parse_snapshot(raw: bytes | mmap.mmap, zxid: int = 0) -> DataTree:
+def parse_snapshot(raw: bytes | mmap.mmap, zxid: int = 0, progress: Progress | None = None) -> DataTree:
     with no_gc():
-        return _parse(raw, zxid)
+        return _parse(raw, zxid, progress)
 
 
 @lru_cache(maxsize=1024)
@@ -208,11 +212,11 @@ class _PrefixChecksum:
             return zlib.adler32(mv[self.head : end], self.value)
 
 
-def _parse(raw: bytes | mmap.mmap, zxid: int) -> DataTree:
+def _parse(raw: bytes | mmap.mmap, zxid: int, progress: Progress | None = None) -> DataTree:
     size = len(raw)
     checksum = _PrefixChecksum(raw, size - MAX_TRAILER) if size >= BACKGROUND_CRC_SIZE else None
     sessions, acls, pos = read_head(raw)
-    nodes, owners, pos = _read_nodes(raw, pos, acls)
+    nodes, owners, pos = _read_nodes(raw, pos, acls, progress)
     _link_children(nodes)
     check_seals(raw, pos, checksum.upto(pos) if checksum else None)
     tree = DataTree()
@@ -229,6 +233,7 @@ def _parse(raw: bytes | mmap.mmap, zxid: int) -> DataTree:
 
 
 def _read_nodes(raw: bytes | mmap.mmap, pos: int, acls: dict[int, tuple[ACL, ...]],
+                progress: Progress | None = None,
                 ) -> tuple[dict[str, Znode], list[tuple[str, int]], int]:
     """The node records up to the "/" marker: (nodes by path, ephemeral/container/TTL
     owners, offset after the marker).  Children are not linked yet.
@@ -236,7 +241,8 @@ def _read_nodes(raw: bytes | mmap.mmap, pos: int, acls: dict[int, tuple[ACL, ...
     Every record is unpacked by one struct of its path and data lengths.  When a record
     has the same lengths as the one before (sibling names of one length and data of one
     size are common), the records that follow are unpacked lazily with ``iter_unpack``
-    until one differs: per node, only the Znode is built in Python.
+    until one differs: per node, only the Znode is built in Python.  With progress, a run
+    of records is cut at every tenth of the file to report there: no cost per node.
     """
     nodes: dict[str, Znode] = {}
     owners: list[tuple[str, int]] = []
@@ -246,8 +252,14 @@ def _read_nodes(raw: bytes | mmap.mmap, pos: int, acls: dict[int, tuple[ACL, ...
     new = Znode.__new__
     last_shape = (-1, -1)
     path = ""
+    tenth = max(size // 10, 1)
+    report_at = pos + tenth if progress is not None else size + 1  # never, without progress
     try:
         while True:
+            if pos >= report_at:
+                assert progress is not None
+                progress(pos, size, len(nodes))
+                report_at = pos + tenth
             n = unpack_int(raw, pos)[0]
             if n == 1 and raw[pos + 4 : pos + 5] == b"/":
                 return nodes, owners, pos + 5
@@ -257,8 +269,9 @@ def _read_nodes(raw: bytes | mmap.mmap, pos: int, acls: dict[int, tuple[ACL, ...
             record = _node_record(n, dn)
             step = record.size
             if (n, dn) == last_shape and size - pos >= 2 * step:
+                end = min(size, max(report_at, pos + 2 * step))
                 records: Iterable[tuple[Any, ...]] = record.iter_unpack(
-                    view[pos : pos + (size - pos) // step * step])
+                    view[pos : pos + (end - pos) // step * step])
             else:
                 records = (record.unpack_from(raw, pos),)
                 last_shape = (n, dn)

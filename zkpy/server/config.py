@@ -52,6 +52,9 @@ KNOWN_KEYS = {
     "enforce.auth.enabled", "enforce.auth.schemes", "sessionRequireClientSASLAuth",
     "allowSaslFailedClients", "superUser", "enforceQuota",
     "audit.enable", "zkpy.audit.file",  # the audit log (server/audit.py)
+    # the log file (server/logfile.py) and start-up progress lines (persistence/recovery.py)
+    "log.dir", "log.file", "log.maxfilesize", "log.maxbackupindex",
+    "zkpy.progress.snapshotBytes", "zkpy.progress.txns",
 }
 # Client TLS keys, read when there is a secure port or port unification (server/tls.py).
 TLS_KEYS = {
@@ -127,6 +130,9 @@ class Config:
     inline_sync_us: int = 500
     snapshot_on_shutdown: bool = True
     snapshot_trust_empty: bool = False  # zookeeper.snapshot.trust.empty: logs without a snapshot
+    # start-up progress lines: for snapshots of at least this many bytes, every this many txns
+    progress_snapshot_bytes: int = 64 << 20
+    progress_txns: int = 100000
     snap_retain_count: int = 3
     purge_interval_hours: int = 0
     init_limit: int | None = None
@@ -556,6 +562,8 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         sasl=_sasl_settings(raw),
         allow_sasl_failed=raw.get("allowSaslFailedClients", "").strip().lower() == "true",
         enforce_quota=raw.get("enforceQuota", "").strip().lower() == "true",  # parseBoolean
+        progress_snapshot_bytes=_int(raw, "zkpy.progress.snapshotBytes", 64 << 20, minimum=0),
+        progress_txns=_int(raw, "zkpy.progress.txns", 100000, minimum=1),
         servers=servers,
         source=source,
         raw=raw,

@@ -249,7 +249,8 @@ def open_database(config: Config) -> Database:
     # The recovered tree is permanent: frozen out of every future collection before the
     # GC runs again (its first collection would otherwise walk the million new objects).
     with no_gc():
-        tree, last = recover(config.data_dir, config.data_log_dir, config.snapshot_trust_empty)
+        tree, last = recover(config.data_dir, config.data_log_dir, config.snapshot_trust_empty,
+                             config.progress_snapshot_bytes, config.progress_txns)
         snap_dir = config.data_dir / VERSION_DIR
         fresh = not any(snap_dir.glob("snapshot.*"))
         if fresh:

@@ -42,14 +42,15 @@ def cli() -> None:
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 def start(config: str, log_level: str) -> None:
-    """Start a server in the foreground with the zoo.cfg CONFIG (logs go to stderr)."""
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Start a server in the foreground with the zoo.cfg CONFIG.
+
+    Logs go to stderr, or with ZOO_LOG_DIR (or -Dzookeeper.log.dir) to a file there."""
+    from zkpy.server import logfile
+
+    cfg = _load_or_exit(config)
     try:
-        cfg = load_config(config)
-    except ConfigError as e:
+        logfile.configure(getattr(logging, log_level.upper()), cfg.raw)
+    except logfile.LogSettingError as e:
         click.echo(f"zkpy-server: invalid configuration: {e}", err=True)
         sys.exit(2)
     for w in cfg.warnings:
@@ -82,6 +83,39 @@ def _exit_at_once() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+@cli.command("status")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--timeout", default=5.0, show_default=True, help="seconds to wait for srvr")
+def status_cmd(config: str, timeout: float) -> None:
+    """Print the mode of the server of CONFIG (like zkServer.sh status); exit status 0
+    when it is serving, 1 when it cannot be reached."""
+    from zkpy.server import lifecycle
+
+    cfg = _load_or_exit(config)
+    click.echo(f"Using config: {config}", err=True)
+    lines, code = lifecycle.status(cfg, timeout)
+    for line in lines:
+        click.echo(line)
+    sys.exit(code)
+
+
+@cli.command("stop")
+@click.argument("config", type=click.Path(dir_okay=False, exists=True))
+@click.option("--timeout", default=60.0, show_default=True,
+              help="seconds to wait for the server to end after SIGTERM")
+def stop_cmd(config: str, timeout: float) -> None:
+    """Stop the server of CONFIG by its pid file (like zkServer.sh stop) and wait for it
+    to end."""
+    from zkpy.server import lifecycle
+
+    cfg = _load_or_exit(config)
+    click.echo(f"Using config: {config}", err=True)
+    lines, code = lifecycle.stop(cfg, timeout)
+    for line in lines:
+        click.echo(line)
+    sys.exit(code)
 
 
 @cli.command("purge")

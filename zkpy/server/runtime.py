@@ -30,6 +30,7 @@ from zkpy.server.config import Config
 from zkpy.server.connection import ClientConnection
 from zkpy.server.core import ZooKeeperServer
 from zkpy.server.http import serve_http
+from zkpy.server.lifecycle import PidFile, pid_file_path
 from zkpy.server.metrics import METRICS
 from zkpy.server.prometheus import MetricsHandler
 from zkpy.server.tls import TlsContext
@@ -75,6 +76,7 @@ class ServerRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
         self._locks: DataDirLocks | None = None
+        self._pid_file: PidFile | None = None
         # client TLS (secureClientPort; client.portUnification on the plain port)
         self.tls: TlsContext | None = None
         self.secure_listener: TlsListener | None = None
@@ -99,6 +101,8 @@ class ServerRuntime:
         loop = asyncio.get_running_loop()
         # before anything reads the data: one server per dataDir and dataLogDir
         self._locks = DataDirLocks(self.config.data_dir, self.config.data_log_dir)
+        # only the lock holder may write it: a second server refused above leaves it alone
+        self._pid_file = PidFile(pid_file_path(self.config))
         await self.role.open()
         role = self.role
         address = role.client_address()
@@ -231,6 +235,8 @@ class ServerRuntime:
         try:
             await self.role.close()
         finally:
+            if self._pid_file is not None:
+                self._pid_file.remove()
             if self._locks is not None:
                 self._locks.release()
         log.info("stopped")

@@ -535,8 +535,9 @@ class FileDisk:
             take_snapshot(tree, self.config.data_dir, fsync=True)  # as Java at start-up
 
     def recover(self) -> DataTree:
-        tree, _ = recover(self.config.data_dir, self.config.data_log_dir,
-                          self.config.snapshot_trust_empty)
+        cfg = self.config
+        tree, _ = recover(cfg.data_dir, cfg.data_log_dir, cfg.snapshot_trust_empty,
+                          cfg.progress_snapshot_bytes, cfg.progress_txns)
         tree.set_config_data(self.peer._config_text())
         return tree
 
