@@ -151,6 +151,9 @@ class Config:
     admin_port: int = 8080
     admin_command_url: str = "/commands"
     admin_idle_timeout_ms: int = 30000
+    # zkpy.admin.serverPort.N: member N's admin port when it is not admin.serverPort
+    # (the status page reaches member N at server.N's host and this port)
+    admin_peer_ports: dict[int, int] = field(default_factory=dict)
     # metricsProvider.className=...PrometheusMetricsProvider: /metrics on httpHost:httpPort
     prometheus: bool = False
     prometheus_host: str = "0.0.0.0"
@@ -380,6 +383,7 @@ def _enforced_schemes(raw: dict[str, str], available: set[str]) -> frozenset[str
 
 
 _SERVER_RE = re.compile(r"^server\.(\d+)$")
+_ADMIN_PEER_RE = re.compile(r"^zkpy\.admin\.serverPort\.(\d+)$")
 
 
 def _parse_server(sid: int, value: str) -> ServerSpec:
@@ -478,6 +482,8 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
             servers[int(m.group(1))] = _parse_server(int(m.group(1)), v)
         elif k in KNOWN_KEYS or k in TLS_KEYS or k.startswith(("group.", "weight.", "superUser.")):
             continue
+        elif _ADMIN_PEER_RE.match(k):
+            continue
         elif k.startswith("authProvider.") and raw[k].strip() in _AUTH_PROVIDER_SCHEMES:
             continue
         elif k.startswith(JAVA_ONLY_PREFIXES):
@@ -554,6 +560,8 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         admin_port=_port(raw, "admin.serverPort", 8080),
         admin_command_url=raw.get("admin.commandURL", "/commands").strip() or "/commands",
         admin_idle_timeout_ms=_int(raw, "admin.idleTimeout", 30000, minimum=0),
+        admin_peer_ports={int(m.group(1)): _port(raw, k, 8080)
+                          for k in raw if (m := _ADMIN_PEER_RE.match(k))},
         prometheus=_metrics_provider(raw),
         prometheus_host=raw.get("metricsProvider.httpHost", "0.0.0.0").strip() or "0.0.0.0",
         prometheus_port=_port(raw, "metricsProvider.httpPort", 7000),

@@ -5,13 +5,15 @@ dependency (h11 would be the library to take if it had to do more): GET and HEAD
 a request head of at most `MAX_HEAD` bytes, no request bodies (a request announcing one
 is answered and the connection closed), keep-alive with an idle timeout (Jetty's
 admin.idleTimeout), requests answered in order.  Anything malformed gets 400 and a close.
+A handler may return an awaitable (the status page's fetch from another member): the
+connection stops reading until it is answered, so pipelined answers stay in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import cast
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -20,22 +22,25 @@ log = logging.getLogger("zkpy.server")
 
 MAX_HEAD = 8192
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           413: "Request Header Fields Too Large", 500: "Server Error", 505: "HTTP Version Not Supported"}
+           413: "Request Header Fields Too Large", 500: "Server Error", 502: "Bad Gateway",
+           505: "HTTP Version Not Supported"}
 
 
 class Response:
-    """status, content type and body of one answer."""
+    """status, content type, body and extra header lines of one answer."""
 
-    __slots__ = ("status", "content_type", "body")
+    __slots__ = ("status", "content_type", "body", "headers")
 
-    def __init__(self, status: int, content_type: str, body: bytes) -> None:
+    def __init__(self, status: int, content_type: str, body: bytes,
+                 headers: tuple[str, ...] = ()) -> None:
         self.status = status
         self.content_type = content_type
         self.body = body
+        self.headers = headers
 
 
-# path (percent-decoded), query parameters (first value of each) -> response
-Handler = Callable[[str, dict[str, str]], Response]
+# path (percent-decoded), query parameters (first value of each) -> response, now or later
+Handler = Callable[[str, dict[str, str]], Response | Awaitable[Response]]
 
 
 def _error(status: int) -> Response:
@@ -53,6 +58,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._busy = False  # an awaitable answer is pending: requests after it wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -78,7 +84,10 @@ class HttpConnection(asyncio.Protocol):
             return
         self.buf += data
         self._arm()
-        while not self._closing:
+        self._process()
+
+    def _process(self) -> None:
+        while not self._closing and not self._busy:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_HEAD:
@@ -121,12 +130,32 @@ class HttpConnection(asyncio.Protocol):
         params: dict[str, str] = {}
         for k, v in parse_qsl(parts.query, keep_blank_values=True):
             params.setdefault(k, v)
+        close = not keep or has_body
         try:
             resp = self.handler(unquote(parts.path), params)
         except Exception:  # a command's bug must not take the listener down
             log.exception("admin/metrics request %s failed", target)
             resp = _error(500)
-        self._send(resp, head_only, close=not keep or has_body)
+        if isinstance(resp, Response):
+            self._send(resp, head_only, close)
+            return
+        self._busy = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        asyncio.ensure_future(self._later(resp, target, head_only, close))
+
+    async def _later(self, pending: Awaitable[Response], target: str, head_only: bool,
+                     close: bool) -> None:
+        try:
+            resp = await pending
+        except Exception:
+            log.exception("admin/metrics request %s failed", target)
+            resp = _error(500)
+        self._busy = False
+        self._send(resp, head_only, close)
+        if self.transport is not None and not self._closing:
+            self.transport.resume_reading()
+            self._process()
 
     def _send(self, resp: Response, head_only: bool, close: bool) -> None:
         t = self.transport
@@ -136,7 +165,7 @@ class HttpConnection(asyncio.Protocol):
                 f"Date: {formatdate(usegmt=True)}",
                 f"Content-Type: {resp.content_type}",
                 f"Content-Length: {len(resp.body)}",
-                "Server: zkpy"]
+                "Server: zkpy", *resp.headers]
         if close:
             hdrs.append("Connection: close")
         t.write(("\r\n".join(hdrs) + "\r\n\r\n").encode("latin-1"))

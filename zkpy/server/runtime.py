@@ -25,7 +25,6 @@ from typing import Protocol
 
 from zkpy.persistence.dirlock import DataDirLocks
 from zkpy.persistence.recovery import purge
-from zkpy.server.admin import AdminHandler
 from zkpy.server.config import Config
 from zkpy.server.connection import ClientConnection
 from zkpy.server.core import ZooKeeperServer
@@ -33,6 +32,7 @@ from zkpy.server.http import serve_http
 from zkpy.server.lifecycle import PidFile, pid_file_path
 from zkpy.server.metrics import METRICS
 from zkpy.server.prometheus import MetricsHandler
+from zkpy.server.status import History, StatusPages
 from zkpy.server.tls import TlsContext
 from zkpy.server.tls_listener import TlsListener
 
@@ -84,6 +84,8 @@ class ServerRuntime:
         # admin.* (AdminServer) and metricsProvider.* (Prometheus) HTTP listeners
         self.admin_listener: asyncio.base_events.Server | None = None
         self.metrics_listener: asyncio.base_events.Server | None = None
+        # per-second request/latency samples for the status page (server/status.py)
+        self.history = History()
 
     @property
     def port(self) -> int:
@@ -156,10 +158,11 @@ class ServerRuntime:
         if cfg.admin_enabled:
             try:
                 self.admin_listener = await serve_http(
-                    AdminHandler(self, cfg.admin_command_url), cfg.admin_address, cfg.admin_port,
+                    StatusPages(self, cfg.admin_command_url), cfg.admin_address, cfg.admin_port,
                     cfg.admin_idle_timeout_ms / 1000.0)
-                log.info("AdminServer on %s:%d, command URL %s", cfg.admin_address,
+                log.info("AdminServer on %s:%d, command URL %s, status page /", cfg.admin_address,
                          _bound_port(self.admin_listener), cfg.admin_command_url)
+                self._every(1.0, self.history.sample)
             except OSError as e:
                 log.error("cannot start the AdminServer on %s:%d (%s); set admin.serverPort or "
                           "admin.enableServer=false", cfg.admin_address, cfg.admin_port, e.strerror)
