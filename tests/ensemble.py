@@ -159,7 +159,7 @@ class Member:
         lines.update(e.extra)
         lines.update(self.extra)
         for m in e.members.values():
-            lines[f"server.{m.sid}"] = m.server_line()
+            lines[f"server.{m.sid}"] = e.server_line_for(self, m)
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg = self.workdir / "zoo.cfg"
         cfg.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
@@ -299,6 +299,11 @@ class Ensemble:
 
     def running(self) -> list[Member]:
         return [m for m in self.members.values() if m.running and not m.paused]
+
+    def server_line_for(self, writer: Member, m: Member) -> str:
+        """The `server.N` value for member `m` in `writer`'s zoo.cfg (a hook: the Jepsen
+        harness points members at fault-injecting proxies instead of each other)."""
+        return m.server_line()
 
     def start(self, sids: Iterable[int] | None = None, wait: bool = True, timeout: float = 60.0) -> None:
         chosen = list(sids) if sids is not None else list(self.members)

@@ -1,0 +1,396 @@
+"""Faults for a running zkpy ensemble: crashes, pauses and network partitions.
+
+Crashes are `kill -9` and a restart of a random member or of the leader; pauses are
+SIGSTOP/SIGCONT for a time shorter or longer than the session timeout.
+
+Partitions use a fault-injecting TCP proxy, not network namespaces or iptables.  Every
+ordered pair of members (a, b) gets its own proxy listener for b's quorum port and one
+for b's election port, and a's zoo.cfg names those proxies in its `server.b` line (its
+own line keeps its real ports, where it listens), so members reach each other only
+through the proxies and the link a->b can be cut without touching b->c.  Why proxies:
+CI does run as root, but a proxy needs no privileges, no kernel features and no cleanup
+after a crashed test, works the same on a laptop, in a container and under any CI, and
+the whole topology lives on 127.0.0.1 with ephemeral ports.
+
+What a link can do (`LinkState`): pass bytes; `blackhole` -- stop reading in one or both
+directions, so the bytes wait in the kernel (as a partition TCP outlives: the sender's
+window fills, and the stream resumes intact on heal unless a timeout closes it first;
+new connections are accepted but not forwarded until healed); `reset` -- close the
+link's connections and every new one at once (a refused/reset connection).  One-way
+partitions blackhole only one direction of a link's connections.
+
+What it cannot do: the client port is not proxied, so clients reach every member whatever
+the partition (a client on the minority side talks to a member that has lost quorum,
+which is realistic for a server-side partition but not a client-side one); there is no
+packet-level loss, reordering, duplication or latency jitter (TCP hides those anyway);
+clocks are not skewed; and the election connection's first message (which announces the
+dialer's election address for dial-backs, QuorumCnxManager's protocol V1/V2) is rewritten
+by the proxy to announce the proxy of the reverse link -- the one place where the proxy
+understands the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.conftest import free_port
+from tests.ensemble import Ensemble, Member
+
+_INITIAL_HEAD = struct.Struct(">qqi")  # protocol version, sid, address length
+
+
+class _Direction:
+    """One direction of a link: forwarding waits on `open`."""
+
+    def __init__(self) -> None:
+        self.open = asyncio.Event()
+        self.open.set()
+
+
+class Link:
+    """Connections from member `src` to member `dst`'s `kind` port (quorum/election)."""
+
+    def __init__(self, src: int, dst: int, kind: str, listen_port: int, target_port: int) -> None:
+        self.src = src
+        self.dst = dst
+        self.kind = kind
+        self.listen_port = listen_port
+        self.target_port = target_port
+        self.forward = _Direction()  # src -> dst bytes
+        self.backward = _Direction()  # dst -> src bytes
+        self.reset = False
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.rewrite: Callable[[bytes], bytes] | None = None
+        self.server: asyncio.AbstractServer | None = None
+
+    def __repr__(self) -> str:
+        return f"<link {self.src}->{self.dst} {self.kind}>"
+
+
+class FaultProxy:
+    """All links of an ensemble, served by one asyncio loop in a daemon thread.  The
+    control methods (`partition`, `heal`, ...) are called from other threads."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.links: dict[tuple[int, int, str], Link] = {}
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fault-proxy", daemon=True)
+        self.thread.start()
+
+    def add(self, src: int, dst: int, kind: str, target_port: int) -> Link:
+        link = Link(src, dst, kind, free_port(), target_port)
+        self.links[(src, dst, kind)] = link
+        self._call(self._serve(link))
+        return link
+
+    def _call(self, coro: Any, timeout: float = 10.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _serve(self, link: Link) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._connection(link, reader, writer)
+
+        link.server = await asyncio.start_server(handle, "127.0.0.1", link.listen_port, reuse_address=True)
+
+    async def _connection(self, link: Link, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        if link.reset:
+            writer.close()
+            return
+        link.writers.add(writer)
+        up_writer: asyncio.StreamWriter | None = None
+        try:
+            await link.forward.open.wait()
+            await link.backward.open.wait()
+            if link.reset:
+                return
+            up_reader, up_writer = await _dial(link.target_port)
+            link.writers.add(up_writer)
+            first = link.rewrite
+            await asyncio.gather(self._pump(reader, up_writer, link.forward, first),
+                                 self._pump(up_reader, writer, link.backward, None))
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            for w in (writer, up_writer):
+                if w is not None:
+                    link.writers.discard(w)
+                    w.close()
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: _Direction,
+                    rewrite: Callable[[bytes], bytes] | None) -> None:
+        try:
+            if rewrite is not None:
+                await direction.open.wait()
+                writer.write(rewrite(await _read_initial(reader)))
+            while True:
+                await direction.open.wait()
+                data = await reader.read(65536)
+                if not data:
+                    break
+                await direction.open.wait()  # cut while we read: hold the bytes until healed
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()  # the other pump sees EOF or an error and ends too
+
+    # ---- control (any thread) ----------------------------------------------------------
+    def _set(self, link: Link, forward: bool, backward: bool, reset: bool = False) -> None:
+        def apply() -> None:
+            for d, up in ((link.forward, forward), (link.backward, backward)):
+                if up:
+                    d.open.set()
+                else:
+                    d.open.clear()
+            link.reset = reset
+            if reset:
+                for w in list(link.writers):
+                    w.close()
+                link.writers.clear()
+                link.forward.open.set()
+                link.backward.open.set()
+
+        self.loop.call_soon_threadsafe(apply)
+
+    def cut(self, a: int, b: int, oneway: bool = False, reset: bool = False) -> None:
+        """Stop the bytes a sends b (and, unless `oneway`, those b sends a), on both ports
+        and on connections either side dialed."""
+        for kind in ("quorum", "election"):
+            # a's connections to b: forward carries a's bytes, backward b's
+            self._set(self.links[(a, b, kind)], False, oneway, reset)
+            # b's connections to a: forward carries b's bytes, backward a's
+            self._set(self.links[(b, a, kind)], oneway, False, reset)
+
+    def partition(self, groups: list[list[int]], reset: bool = False) -> None:
+        """Cut every link between members of different groups, both ways."""
+        for i, g in enumerate(groups):
+            for h in groups[i + 1:]:
+                for a in g:
+                    for b in h:
+                        self.cut(a, b, reset=reset)
+
+    def heal(self) -> None:
+        for link in self.links.values():
+            self._set(link, True, True, False)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for link in self.links.values():
+                if link.server is not None:
+                    link.server.close()
+                for w in list(link.writers):
+                    w.close()
+
+        try:
+            self._call(stop())
+        except Exception:
+            pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+async def _dial(port: int, patience: float = 3.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to a member, retrying a refused connection for `patience` s: the proxy has
+    already accepted the dialer, which would otherwise see a connection that opens and
+    closes at once where it should see a refusal or a slow connect (a leader opens its
+    quorum port only once elected, and a follower may dial it a moment earlier)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def _read_initial(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readexactly(8)
+    (version,) = struct.unpack(">q", head)
+    if version >= 0:
+        return head  # pre-3.5: just the sid
+    head += await reader.readexactly(_INITIAL_HEAD.size - 8)
+    _, _, length = _INITIAL_HEAD.unpack(head)
+    return head + await reader.readexactly(length)
+
+
+def _rewrite_initial(port: int) -> Callable[[bytes], bytes]:
+    """Announce 127.0.0.1:`port` (the reverse link's proxy) as the dialer's address."""
+    def rewrite(msg: bytes) -> bytes:
+        if len(msg) == 8:
+            return msg
+        version, sid, _ = _INITIAL_HEAD.unpack_from(msg)
+        addr = f"127.0.0.1:{port}".encode()
+        return _INITIAL_HEAD.pack(version, sid, len(addr)) + addr
+    return rewrite
+
+
+class ProxiedEnsemble(Ensemble):
+    """An Ensemble whose members reach each other only through a FaultProxy."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.proxy = FaultProxy()
+        for a in self.members.values():
+            for b in self.members.values():
+                if a is not b:
+                    self.proxy.add(a.sid, b.sid, "quorum", b.quorum_port)
+                    self.proxy.add(a.sid, b.sid, "election", b.election_port)
+        for (a, b, kind), link in self.proxy.links.items():
+            if kind == "election":
+                link.rewrite = _rewrite_initial(self.proxy.links[(b, a, "election")].listen_port)
+
+    def server_line_for(self, writer: Member, m: Member) -> str:
+        if writer is m:
+            return m.server_line()
+        q = self.proxy.links[(writer.sid, m.sid, "quorum")].listen_port
+        e = self.proxy.links[(writer.sid, m.sid, "election")].listen_port
+        return f"127.0.0.1:{q}:{e}" + (":observer" if m.observer else "")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.proxy.close()
+
+
+# ---- the nemesis -----------------------------------------------------------------------
+
+
+@dataclass
+class Event:
+    """A nemesis action: when it started and ended (monotonic), what, and on whom."""
+
+    start: float
+    end: float
+    kind: str
+    detail: str
+
+    def line(self, t0: float) -> str:
+        return f"{self.start - t0:7.2f}s..{self.end - t0:7.2f}s {self.kind:<16} {self.detail}"
+
+
+FAULTS = {
+    "kill": ("kill-random", "kill-leader"),
+    "pause": ("pause-short", "pause-long"),
+    "partition": ("partition-halves", "partition-leader", "partition-oneway", "partition-reset"),
+}
+
+
+@dataclass
+class Nemesis:
+    """Applies faults on a schedule drawn from `seed`: every `interval` s one fault from
+    `kinds` (keys of FAULTS), held for `hold` s, then healed and given `recover` s."""
+
+    ens: ProxiedEnsemble
+    kinds: list[str]
+    seed: int
+    session_timeout: float
+    interval: float = 10.0
+    hold: float = 4.0
+    events: list[Event] = field(default_factory=list)
+    halt: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self.error: BaseException | None = None
+
+    def schedule(self, count: int) -> list[str]:
+        """The seed's fault sequence (the run draws from the same generator)."""
+        rng = random.Random(self.seed)
+        choices = [f for k in self.kinds for f in FAULTS[k]]
+        return [rng.choice(choices) for _ in range(count)] if choices else []
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.thread.join(60)
+        self.heal_all()
+
+    def _run(self) -> None:
+        choices = [f for k in self.kinds for f in FAULTS[k]]
+        if not choices:
+            return
+        try:
+            while not self.halt.wait(self.interval / 2):
+                fault = self.rng.choice(choices)
+                target = self.rng.randrange(1 << 30)  # drawn now so the schedule is per seed
+                self.apply(fault, target)
+                if self.halt.wait(self.interval / 2):
+                    break
+        except BaseException as e:  # reported by the runner
+            self.error = e
+            self.heal_all()
+
+    def _wait(self, s: float) -> None:
+        self.halt.wait(s)
+
+    def _leader(self) -> Member | None:
+        for m in self.ens.running():
+            if m.mode(0.5) == "leader":
+                return m
+        return None
+
+    def apply(self, fault: str, target: int) -> None:
+        ens = self.ens
+        sids = sorted(ens.members)
+        t = time.monotonic()
+        if fault in ("kill-random", "kill-leader"):
+            m = self._leader() if fault == "kill-leader" else None
+            m = m or ens[sids[target % len(sids)]]
+            m.kill()
+            self._wait(self.hold / 2)
+            m.start()
+            detail = f"server.{m.sid}"
+        elif fault in ("pause-short", "pause-long"):
+            m = ens[sids[target % len(sids)]]
+            span = self.session_timeout * (0.4 if fault == "pause-short" else 1.6)
+            if m.running:
+                m.pause()
+                self._wait(span)
+                m.resume()
+            detail = f"server.{m.sid} for {span:.1f}s"
+        else:
+            leader = self._leader()
+            if fault == "partition-leader" and leader is not None:
+                lone = leader.sid
+            else:
+                lone = sids[target % len(sids)]
+            rest = [s for s in sids if s != lone]
+            if fault == "partition-halves" and len(sids) >= 5:
+                shuffled = list(sids)
+                random.Random(target).shuffle(shuffled)
+                groups = [shuffled[: len(sids) // 2], shuffled[len(sids) // 2:]]
+            else:
+                groups = [[lone], rest]
+            if fault == "partition-oneway":
+                for b in rest:
+                    ens.proxy.cut(lone, b, oneway=True)
+                detail = f"{lone} -/-> {rest} (one way)"
+            else:
+                ens.proxy.partition(groups, reset=fault == "partition-reset")
+                detail = " | ".join(",".join(map(str, g)) for g in groups)
+            self._wait(self.hold)
+            ens.proxy.heal()
+        self.events.append(Event(t, time.monotonic(), fault, detail))
+
+    def heal_all(self) -> None:
+        self.ens.proxy.heal()
+        for m in self.ens.members.values():
+            if m.paused:
+                m.resume()
+            if not m.running:
+                m.start()
