@@ -157,5 +157,12 @@ def test_ensemble_members_json_and_page_in_chromium() -> None:
         assert "/status-t/blob-11" in dom and SECRET.decode() not in dom
         shot = os.environ.get("ZKPY_STATUS_SCREENSHOT")
         if shot:
+            for k in range(60):  # varying load for a while, so that the docs' chart has a shape
+                for i in range(60 + 40 * (k % 9)):
+                    if i % 10 == 0:
+                        client.set("/status-t/blob-00", b"y" * 100)
+                    else:
+                        client.get("/status-t/blob-00")
+                time.sleep(0.5)
             render(exe, url, f"--screenshot={os.path.abspath(shot)}", "--window-size=1200,900")
         close(client)
