@@ -317,11 +317,13 @@ _KERBEROS_LOGINS = ("com.sun.security.auth.module.Krb5LoginModule",
                     "com.ibm.security.auth.module.Krb5LoginModule")
 
 
-def _sasl_settings(raw: dict[str, str]) -> SaslSettings | None:
+def _sasl_settings(raw: dict[str, str], warnings: list[str]) -> SaslSettings | None:
     """The JAAS `Server` section (zookeeper.sasl.serverconfig) of the file named by
     java.security.auth.login.config: DIGEST-MD5 users from DigestLoginModule's user_NAME
-    options.  No file: no SASL login, as Java.  A file without the section, or a section
-    that asks for a mechanism zkpy lacks (GSSAPI), stops start-up."""
+    options.  No file, or a file without the section: no SASL login, as Java (which
+    refuses only a file it cannot read; a file with just a `Client` section is common).
+    A malformed file, or a section that asks for a mechanism zkpy lacks (GSSAPI), stops
+    start-up."""
     path = raw.get("java.security.auth.login.config", "").strip()
     if not path:
         return None
@@ -332,8 +334,9 @@ def _sasl_settings(raw: dict[str, str]) -> SaslSettings | None:
         raise ConfigError(f"java.security.auth.login.config: {e}") from None
     entries = sections.get(name)
     if entries is None:
-        raise ConfigError(f"java.security.auth.login.config: No JAAS configuration section named "
-                          f"'{name}' was found in '{path}'.")
+        warnings.append(f"java.security.auth.login.config: no JAAS configuration section named "
+                        f"'{name}' in '{path}': no SASL login on this server (as Apache ZooKeeper)")
+        return None
     creds: dict[str, str] = {}
     for entry in entries:
         if entry.module in _KERBEROS_LOGINS:
@@ -567,7 +570,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         prometheus_port=_port(raw, "metricsProvider.httpPort", 7000),
         # Java: Boolean.parseBoolean, default true
         prometheus_process_info=raw.get("metricsProvider.exportJvmInfo", "true").strip().lower() == "true",
-        sasl=_sasl_settings(raw),
+        sasl=_sasl_settings(raw, warnings),
         allow_sasl_failed=raw.get("allowSaslFailedClients", "").strip().lower() == "true",
         enforce_quota=raw.get("enforceQuota", "").strip().lower() == "true",  # parseBoolean
         progress_snapshot_bytes=_int(raw, "zkpy.progress.snapshotBytes", 64 << 20, minimum=0),
