@@ -286,21 +286,24 @@ class SetResult:
     lost: list[Any]  # acknowledged adds missing from the final read
     unexpected: list[Any]  # read elements that were never added
     recovered: int  # info adds that turned out to be present
+    duplicated: list[Any] = field(default_factory=list)  # elements read more than once
 
     def summary(self) -> str:
         return (f"{'valid' if self.valid else 'INVALID'}: {self.acknowledged} acked of {self.attempted} "
                 f"attempted, final read {self.final}, lost {len(self.lost)} {self.lost[:10]}, "
-                f"unexpected {len(self.unexpected)} {self.unexpected[:10]}, recovered info {self.recovered}")
+                f"unexpected {len(self.unexpected)} {self.unexpected[:10]}, "
+                f"duplicated {len(self.duplicated)} {self.duplicated[:10]}, recovered info {self.recovered}")
 
 
 def check_set(history: Iterable[Op]) -> SetResult:
     """`add` ops (value = element) and one or more ok `read` ops (value = all elements);
     the last ok read is the final one.  Valid when every ok add is in it and every element
-    in it was attempted."""
+    in it was attempted (and, the read being a list, no element is in it twice)."""
     attempted: set[Any] = set()
     acked: set[Any] = set()
     info: set[Any] = set()
     final: set[Any] | None = None
+    duplicated: list[Any] = []
     for p in pairs(history):
         if p.invoke.f == "add":
             attempted.add(p.invoke.value)
@@ -310,12 +313,16 @@ def check_set(history: Iterable[Op]) -> SetResult:
                 info.add(p.invoke.value)
         elif p.invoke.f == "read" and p.type == "ok" and p.complete is not None:
             final = set(p.complete.value)
+            seen: dict[Any, int] = {}
+            for e in p.complete.value:
+                seen[e] = seen.get(e, 0) + 1
+            duplicated = sorted(e for e, k in seen.items() if k > 1)
     if final is None:
         return SetResult(False, len(attempted), len(acked), 0, sorted(acked), [], 0)
     lost = sorted(acked - final)
     unexpected = sorted(final - attempted)
-    return SetResult(not lost and not unexpected, len(attempted), len(acked), len(final), lost,
-                     unexpected, len(info & final))
+    return SetResult(not lost and not unexpected and not duplicated, len(attempted), len(acked),
+                     len(final), lost, unexpected, len(info & final), duplicated)
 
 
 @dataclass

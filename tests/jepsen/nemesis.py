@@ -190,6 +190,10 @@ class FaultProxy:
                     link.server.close()
                 for w in list(link.writers):
                     w.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         try:
             self._call(stop())
@@ -197,6 +201,8 @@ class FaultProxy:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
 
 async def _dial(port: int, patience: float = 3.0) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
