@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -141,6 +142,16 @@ def test_ensemble_members_json_and_page_in_chromium() -> None:
         down.stop()
         code, _, body = get(admin, f"/status/member/{down.sid}/server_stats")
         assert code == 502 and b"unreachable" in body
+        # pipelined behind a proxied (awaited) answer: still answered in order
+        with socket.create_connection(("127.0.0.1", admin), timeout=5) as sock:
+            sock.sendall(f"GET /status/member/{down.sid}/server_stats HTTP/1.1\r\n\r\n"
+                         "GET /commands/ruok HTTP/1.1\r\n\r\n".encode())
+            data = b""
+            while b'"ruok"' not in data:
+                chunk = sock.recv(65536)
+                assert chunk, data
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 502") and data.index(b"unreachable") < data.index(b"200 OK")
         for n in (50, 200, 100, 300):  # a few more samples for the chart
             for _ in range(n):
                 client.get("/status-t/blob-00")
