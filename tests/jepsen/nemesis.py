@@ -304,6 +304,7 @@ class Nemesis:
     session_timeout: float
     interval: float = 10.0
     hold: float = 4.0
+    plan: list[str] | None = None  # exact faults in order, instead of drawing from kinds
     events: list[Event] = field(default_factory=list)
     halt: threading.Event = field(default_factory=threading.Event)
 
@@ -328,11 +329,14 @@ class Nemesis:
 
     def _run(self) -> None:
         choices = [f for k in self.kinds for f in FAULTS[k]]
-        if not choices:
+        plan = list(self.plan) if self.plan is not None else None
+        if not choices and not plan:
             return
         try:
             while not self.halt.wait(self.interval / 2):
-                fault = self.rng.choice(choices)
+                if plan is not None and not plan:
+                    break
+                fault = plan.pop(0) if plan is not None else self.rng.choice(choices)
                 target = self.rng.randrange(1 << 30)  # drawn now so the schedule is per seed
                 self.apply(fault, target)
                 if self.halt.wait(self.interval / 2):

@@ -50,6 +50,7 @@ class RunConfig:
     op_timeout: float = 3.0
     nemesis_interval: float = 10.0
     nemesis_hold: float = 4.0
+    nemesis_plan: list[str] | None = None  # exact faults (nemesis.FAULTS values) in order
     rate_delay: float = 0.01  # seconds between a worker's operations
     out_dir: Path | None = None
 
@@ -237,7 +238,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         ens.start(timeout=60)
         _setup(ens)
         nem = Nemesis(ens, cfg.nemesis, cfg.seed, cfg.session_timeout,
-                      interval=cfg.nemesis_interval, hold=cfg.nemesis_hold)
+                      interval=cfg.nemesis_interval, hold=cfg.nemesis_hold, plan=cfg.nemesis_plan)
         halt = threading.Event()
         t0 = time.monotonic()
         deadline = t0 + cfg.time_limit
