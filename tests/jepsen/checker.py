@@ -229,7 +229,7 @@ def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, lis
 
 def _pending_returns(nxt: list[int], events: list[tuple[int, int, bool]],
                      ops: Sequence[RegOp]) -> list[RegOp]:
-    out = []
+    out: list[RegOp] = []
     pos = nxt[0]
     while pos != -1 and len(out) < 5:
         _, i, is_call = events[pos - 1]

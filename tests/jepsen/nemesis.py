@@ -247,14 +247,17 @@ class ProxiedEnsemble(Ensemble):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.proxy = FaultProxy()
-        for a in self.members.values():
-            for b in self.members.values():
-                if a is not b:
-                    self.proxy.add(a.sid, b.sid, "quorum", b.quorum_port)
-                    self.proxy.add(a.sid, b.sid, "election", b.election_port)
+        for ma in self.members.values():
+            for mb in self.members.values():
+                if ma is not mb:
+                    self.proxy.add(ma.sid, mb.sid, "quorum", mb.quorum_port)
+                    self.proxy.add(ma.sid, mb.sid, "election", mb.election_port)
         for (a, b, kind), link in self.proxy.links.items():
             if kind == "election":
                 link.rewrite = _rewrite_initial(self.proxy.links[(b, a, "election")].listen_port)
+
+    def __enter__(self) -> ProxiedEnsemble:
+        return self
 
     def server_line_for(self, writer: Member, m: Member) -> str:
         if writer is m:

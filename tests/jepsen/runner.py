@@ -52,6 +52,7 @@ class RunConfig:
     nemesis_hold: float = 4.0
     nemesis_plan: list[str] | None = None  # exact faults (nemesis.FAULTS values) in order
     rate_delay: float = 0.01  # seconds between a worker's operations
+    sync_reads: bool = True  # False: a register read is a plain getData (not linearizable in ZK)
     out_dir: Path | None = None
 
 
@@ -76,8 +77,8 @@ class RunResult:
             lines.append(f"  {f:<9} " + " ".join(f"{t}={n}" for t, n in sorted(by_type.items())))
         lines.append(f"  nemesis events ({len(self.events)}):")
         lines += [f"    {e}" for e in self.events]
-        for w, v in self.verdicts.items():
-            lines.append(f"  {w:<9} {v}  {self.details.get(w, '')}")
+        for name, v in self.verdicts.items():
+            lines.append(f"  {name:<9} {v}  {self.details.get(name, '')}")
         lines.append(f"  replicas  {self.converged}")
         lines.append(f"  VERDICT   {'valid' if self.valid else 'INVALID'}")
         return "\n".join(lines)
@@ -131,7 +132,8 @@ class Worker(threading.Thread):
         inv = self.rec.invoke(self.process, f, key, value)
         try:
             if f == "read":
-                self._wait(self.client.sync_async(path))
+                if self.cfg.sync_reads:
+                    self._wait(self.client.sync_async(path))
                 data, _ = self._wait(self.client.get_async(path))
                 self.rec.ok(inv, int(data))
             elif f == "write":
@@ -245,8 +247,8 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         workers = []
         for n in range(cfg.clients):
             client = ens.client(timeout=cfg.session_timeout, start_timeout=30)
-            w = cfg.workloads[n % len(cfg.workloads)]
-            workers.append(Worker(n, cfg.clients, w, client, rec, cfg, deadline, halt))
+            workload = cfg.workloads[n % len(cfg.workloads)]
+            workers.append(Worker(n, cfg.clients, workload, client, rec, cfg, deadline, halt))
         for w in workers:
             w.start()
         nem.start()
