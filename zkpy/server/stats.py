@@ -31,8 +31,13 @@ class ServerStats:
         """One reply; started: perf_counter() when the request was queued, 0.0 when it was
         answered as it arrived (no wait: 0 ms, and no clock read); latency: the metrics
         summary it counts in too (readlatency or updatelatency, as Java's updateLatency)."""
+        if not started:  # the common case: a read answered on arrival, 0 ms
+            latency.zeros += 1
+            self.count += 1
+            self.min = 0.0
+            return
         # Whole milliseconds, as Java records them, so that min <= avg <= max holds.
-        ms = int((time.perf_counter() - started) * 1000.0) if started else 0
+        ms = int((time.perf_counter() - started) * 1000.0)
         latency.add(ms)
         if self.count == 0 or ms < self.min:
             self.min = ms
