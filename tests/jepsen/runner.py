@@ -273,6 +273,8 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         (out / "nemesis.txt").write_text("\n".join(events) + "\n")
         if any(w.is_alive() for w in workers):
             converged += " (a worker did not stop)"
+        for m in ens.members.values():  # kept for post-mortems: the ensemble's root is removed
+            (out / f"server.{m.sid}.log").write_text(m.log_text())
     verdicts: dict[str, str] = {}
     details: dict[str, str] = {}
     if "register" in cfg.workloads:
