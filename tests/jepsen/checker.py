@@ -66,9 +66,13 @@ class KeyResult:
     verdict: str
     ops: int
     steps: int
-    # on failure: the ok operations that could never be linearized at the deepest point
+    # on failure, at the deepest point the search reached: the ok operation whose return
+    # came before it could be linearized, the register's value there, how many operations
+    # were linearized and the last few of them
     stuck: list[RegOp] = field(default_factory=list)
     linearized_prefix: list[RegOp] = field(default_factory=list)
+    depth: int = 0
+    state: Any = None
 
 
 @dataclass
@@ -113,8 +117,16 @@ def _new_value(op: RegOp) -> Any:
     return op.value[1] if op.f == "cas" else op.value
 
 
-def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, list[RegOp], list[RegOp]]:
-    """WGL over one key.  Returns (verdict, steps, stuck ops, deepest linearized prefix)."""
+@dataclass
+class _Deepest:
+    depth: int = -1
+    tail: list[int] = field(default_factory=list)
+    blocked: int | None = None
+    state: Any = None
+
+
+def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, _Deepest]:
+    """WGL over one key.  Returns (verdict, steps, where the search got deepest)."""
     # events: (time, op position, is_call); linked list over event positions 1..n, 0 = head
     events: list[tuple[int, int, bool]] = []
     for i, op in enumerate(ops):
@@ -123,8 +135,9 @@ def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, lis
             events.append((op.ret, i, False))
     events.sort()
     n = len(events)
+    deepest = _Deepest()
     if n == 0:
-        return LINEARIZABLE, 0, [], []
+        return LINEARIZABLE, 0, deepest
     nxt = [pos + 1 for pos in range(n + 1)]
     nxt[n] = -1
     prv = [pos - 1 for pos in range(n + 1)]
@@ -185,13 +198,12 @@ def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, lis
     linearized = 0  # Zobrist hash of the linearized set
     cache: set[tuple[int, Any]] = set()
     stack: list[tuple[int, Any]] = []  # (op position, state before it)
-    best: list[int] = []
     entry = nxt[0]
     steps = 0
     while remaining > 0:
         steps += 1
         if steps > budget:
-            return UNKNOWN, steps, [], [ops[i] for i in best]
+            return UNKNOWN, steps, deepest
         if entry != -1 and events[entry - 1][2]:
             i = events[entry - 1][1]
             allowed, new_state = step(state, ops[i])
@@ -207,15 +219,17 @@ def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, lis
                     if r is not None:
                         unlink(r)
                         remaining -= 1
-                    if len(stack) > len(best):
-                        best = [s[0] for s in stack]
                     entry = nxt[0]
                     continue
             entry = nxt[entry]
         else:  # a pending return (or the end of the list): backtrack
+            if len(stack) > deepest.depth:
+                deepest.depth = len(stack)
+                deepest.tail = [e[0] for e in stack[-5:]]
+                deepest.blocked = events[entry - 1][1] if entry != -1 else None
+                deepest.state = state
             if not stack:
-                stuck_ids = _pending_returns(nxt, events, ops)
-                return NOT_LINEARIZABLE, steps, stuck_ids, [ops[j] for j in best]
+                return NOT_LINEARIZABLE, steps, deepest
             i, state = stack.pop()
             linearized ^= toggle(i, False)
             r = ret_pos[i]
@@ -224,19 +238,7 @@ def _search(ops: Sequence[RegOp], init: Any, budget: int) -> tuple[str, int, lis
                 remaining += 1
             relink(call_pos[i])
             entry = nxt[call_pos[i]]
-    return LINEARIZABLE, steps, [], []
-
-
-def _pending_returns(nxt: list[int], events: list[tuple[int, int, bool]],
-                     ops: Sequence[RegOp]) -> list[RegOp]:
-    out: list[RegOp] = []
-    pos = nxt[0]
-    while pos != -1 and len(out) < 5:
-        _, i, is_call = events[pos - 1]
-        if not is_call:
-            out.append(ops[i])
-        pos = nxt[pos]
-    return out
+    return LINEARIZABLE, steps, deepest
 
 
 def check_register(history: Iterable[Op], init: Any = None, budget: int = 20_000_000) -> RegisterResult:
@@ -244,8 +246,10 @@ def check_register(history: Iterable[Op], init: Any = None, budget: int = 20_000
     register's value before the history; `budget` bounds the search steps per key."""
     results: dict[str | None, KeyResult] = {}
     for key, ops in register_ops(history).items():
-        verdict, steps, stuck, prefix = _search(ops, init, budget)
-        results[key] = KeyResult(key, verdict, len(ops), steps, stuck, prefix)
+        verdict, steps, d = _search(ops, init, budget)
+        stuck = [ops[d.blocked]] if d.blocked is not None else []
+        results[key] = KeyResult(key, verdict, len(ops), steps, stuck, [ops[i] for i in d.tail],
+                                 max(d.depth, 0), d.state)
     verdicts = {r.verdict for r in results.values()}
     overall = (NOT_LINEARIZABLE if NOT_LINEARIZABLE in verdicts
                else UNKNOWN if UNKNOWN in verdicts else LINEARIZABLE)
@@ -259,15 +263,16 @@ def explain(result: RegisterResult, history: Sequence[Op], context: int = 12) ->
         if r.verdict != NOT_LINEARIZABLE:
             continue
         lines.append(f"key {key}: {r.ops} ops, not linearizable after {r.steps} steps")
-        tail = r.linearized_prefix[-5:]
-        lines.append("  deepest linearization ends with: "
-                     + ", ".join(f"{o.f} {o.value!r}@{o.id}" for o in tail))
+        lines.append(f"  deepest: {r.depth} ops linearized, the register then holds {r.state!r}; "
+                     "the last of them: " + ", ".join(f"{o.f} {o.value!r} (#{o.call})"
+                                                    for o in r.linearized_prefix))
         for o in r.stuck:
-            lines.append(f"  cannot linearize: {o.f} {o.value!r} invoked #{o.call} returned #{o.ret}")
+            lines.append(f"  cannot linearize before it returns: {o.f} {o.value!r} invoked #{o.call} "
+                         f"returned #{o.ret}")
         if r.stuck:
             at = r.stuck[0].call
             lines.append("  history around it (this key):")
-            near = [op for op in history if op.key == key and abs(op.index - at) < context * 8]
+            near = [op for op in history if op.key == key and at - context * 6 <= op.index]
             for op in near[: context * 2]:
                 lines.append(f"    #{op.index} p{op.process} {op.type} {op.f} {op.value!r}"
                              f"{' ' + op.error if op.error else ''}")

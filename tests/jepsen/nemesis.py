@@ -1,7 +1,8 @@
 """Faults for a running zkpy ensemble: crashes, pauses and network partitions.
 
 Crashes are `kill -9` and a restart of a random member or of the leader; pauses are
-SIGSTOP/SIGCONT for a time shorter or longer than the session timeout.
+SIGSTOP/SIGCONT of a random member for a time shorter or longer than the session timeout,
+or of the leader for the longer time (it wakes up believing it still leads).
 
 Partitions use a fault-injecting TCP proxy, not network namespaces or iptables.  Every
 ordered pair of members (a, b) gets its own proxy listener for b's quorum port and one
@@ -291,7 +292,7 @@ class Event:
 
 FAULTS = {
     "kill": ("kill-random", "kill-leader"),
-    "pause": ("pause-short", "pause-long"),
+    "pause": ("pause-short", "pause-long", "pause-leader"),
     "partition": ("partition-halves", "partition-leader", "partition-oneway", "partition-reset"),
 }
 
@@ -368,8 +369,9 @@ class Nemesis:
             self._wait(self.hold / 2)
             m.start()
             detail = f"server.{m.sid}"
-        elif fault in ("pause-short", "pause-long"):
-            m = ens[sids[target % len(sids)]]
+        elif fault in ("pause-short", "pause-long", "pause-leader"):
+            m = self._leader() if fault == "pause-leader" else None
+            m = m or ens[sids[target % len(sids)]]
             span = self.session_timeout * (0.4 if fault == "pause-short" else 1.6)
             if m.running:
                 m.pause()
