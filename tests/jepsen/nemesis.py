@@ -167,10 +167,11 @@ class FaultProxy:
         """Stop the bytes a sends b (and, unless `oneway`, those b sends a), on both ports
         and on connections either side dialed."""
         for kind in ("quorum", "election"):
-            # a's connections to b: forward carries a's bytes, backward b's
-            self._set(self.links[(a, b, kind)], False, oneway, reset)
-            # b's connections to a: forward carries b's bytes, backward a's
-            self._set(self.links[(b, a, kind)], oneway, False, reset)
+            ab, ba = self.links.get((a, b, kind)), self.links.get((b, a, kind))
+            if ab is not None:  # a's connections to b: forward carries a's bytes, backward b's
+                self._set(ab, False, oneway, reset)
+            if ba is not None:  # b's connections to a: forward carries b's bytes, backward a's
+                self._set(ba, oneway, False, reset)
 
     def partition(self, groups: list[list[int]], reset: bool = False) -> None:
         """Cut every link between members of different groups, both ways."""
