@@ -1,6 +1,7 @@
 """Faults for a running zkpy ensemble: crashes, pauses and network partitions.
 
-Crashes are `kill -9` and a restart of a random member or of the leader; pauses are
+Crashes are `kill -9` and a restart of a random member, of the leader, of a majority or
+of every member at once (`crash`: acknowledged writes must survive); pauses are
 SIGSTOP/SIGCONT of a random member for a time shorter or longer than the session timeout,
 or of the leader for the longer time (it wakes up believing it still leads).
 
@@ -118,6 +119,8 @@ class FaultProxy:
             await asyncio.gather(self._pump(reader, up_writer, link.forward, first),
                                  self._pump(up_reader, writer, link.backward, None))
         except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:  # close(): end quietly (asyncio logs a cancelled handler)
             pass
         finally:
             for w in (writer, up_writer):
@@ -293,6 +296,7 @@ class Event:
 
 FAULTS = {
     "kill": ("kill-random", "kill-leader"),
+    "crash": ("kill-all", "kill-majority"),  # acknowledged writes must survive a restart
     "pause": ("pause-short", "pause-long", "pause-leader"),
     "partition": ("partition-halves", "partition-leader", "partition-oneway", "partition-reset"),
 }
@@ -370,6 +374,17 @@ class Nemesis:
             self._wait(self.hold / 2)
             m.start()
             detail = f"server.{m.sid}"
+        elif fault in ("kill-all", "kill-majority"):
+            chosen = list(sids)
+            if fault == "kill-majority":
+                random.Random(target).shuffle(chosen)
+                chosen = chosen[: len(sids) // 2 + 1]
+            for sid in chosen:
+                ens[sid].kill()
+            self._wait(self.hold / 2)
+            for sid in chosen:
+                ens[sid].start()
+            detail = "servers " + ",".join(map(str, sorted(chosen)))
         elif fault in ("pause-short", "pause-long", "pause-leader"):
             m = self._leader() if fault == "pause-leader" else None
             m = m or ens[sids[target % len(sids)]]
