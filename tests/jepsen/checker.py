@@ -110,6 +110,12 @@ def _drop_unobservable(ops: list[RegOp]) -> list[RegOp]:
     next write, would have to read or expect that value), so they only slow the search."""
     seen = {op.value for op in ops if op.ret is not None and op.f == "read"}
     seen |= {op.value[0] for op in ops if op.ret is not None and op.f == "cas"}
+    info = [op for op in ops if op.ret is None]
+    while True:  # a kept info cas needs its expected value written by someone: a fixpoint
+        more = {op.value[0] for op in info if op.f == "cas" and _new_value(op) in seen} - seen
+        if not more:
+            break
+        seen |= more
     return [op for op in ops if op.ret is not None or _new_value(op) in seen]
 
 

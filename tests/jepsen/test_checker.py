@@ -81,6 +81,12 @@ def test_info_write_may_or_may_not_have_happened() -> None:
     assert verdict(flip) == checker.NOT_LINEARIZABLE
 
 
+def test_chain_of_info_cas_is_kept() -> None:
+    # 0 -> 1 -> 2 only through two info ops; 1 is never read, yet the first is needed
+    s = Script().inv(0, "cas", (0, 1)).info(0).inv(1, "cas", (1, 2)).info(1).inv(2, "read").ok(2, 2)
+    assert verdict(s) == checker.LINEARIZABLE
+
+
 def test_info_write_takes_effect_only_after_its_invoke() -> None:
     s = Script().inv(1, "read").ok(1, 5).inv(0, "write", 5).info(0)
     assert verdict(s) == checker.NOT_LINEARIZABLE
