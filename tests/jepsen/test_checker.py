@@ -279,3 +279,46 @@ def test_unique_ids_check() -> None:
     s.inv(2, "generate").ok(2, 2)
     r = checker.check_unique_ids(s.ops)
     assert not r.valid and r.duplicates == {2: 2}
+
+
+# ---- the search against brute force ------------------------------------------------------
+
+
+def brute_force(h: list[Op], init: Any = 0) -> bool:
+    """Is there an order of the ok ops and some of the info ops that respects real time
+    and the register model?  Tries every subset and permutation (tiny histories only)."""
+    from itertools import combinations, permutations
+
+    ops = checker.register_ops(h).get("k", [])
+    must = [o for o in ops if o.ret is not None]
+    maybe = [o for o in ops if o.ret is None]
+    for k in range(len(maybe) + 1):
+        for extra in combinations(maybe, k):
+            chosen = must + list(extra)
+            for order in permutations(chosen):
+                pos = {o.id: i for i, o in enumerate(order)}
+                if any(a.ret is not None and a.ret < b.call and pos[a.id] > pos[b.id]
+                       for a in chosen for b in chosen):
+                    continue
+                state: Any = init
+                for o in order:
+                    allowed, state = checker.step(state, o)
+                    if not allowed:
+                        break
+                else:
+                    return True
+    return False
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 6), procs=st.integers(1, 4),
+       corrupt=st.booleans())
+def test_search_agrees_with_brute_force(seed: int, n: int, procs: int, corrupt: bool) -> None:
+    rng = random.Random(seed)
+    h = simulate(seed, n, procs, values=3, info_p=0.3, fail_p=0.1)
+    if corrupt:  # a read of a random value: sometimes still linearizable, often not
+        h = [Op(o.index, o.process, o.type, o.f, o.key, rng.randrange(3), o.time)
+             if o.type == "ok" and o.f == "read" and rng.random() < 0.5 else o for o in h]
+    expected = brute_force(h)
+    got = checker.check_register(h, init=0).verdict
+    assert got == (checker.LINEARIZABLE if expected else checker.NOT_LINEARIZABLE), h
