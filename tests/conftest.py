@@ -44,6 +44,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def mount_small_disk(path: Path) -> None:
+    """Mount a 4 MiB tmpfs at path (made if missing), or skip the test: it needs root and
+    a `mount` that may mount here.  The caller unmounts (`umount -l`)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
+
+
 def four_letter(port: int, word: str, timeout: float = 5.0) -> str:
     """Send a four-letter word and return the whole answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

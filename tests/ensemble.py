@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +49,17 @@ log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
 log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
 log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n
 """
+
+
+def module_ensemble(kinds: Sequence[str], **kw: Any) -> Iterator[Ensemble]:
+    """For a module-scoped fixture: an ensemble of `kinds` started (generous timeout for
+    the reference's JVMs), closed at the end of the module."""
+    e = Ensemble(kinds, **kw)
+    try:
+        e.start(timeout=90)
+        yield e
+    finally:
+        e.close()
 
 
 def require_reference() -> None:
@@ -369,6 +380,7 @@ class Ensemble:
         return "\n".join(lines)
 
     def close_clients(self) -> None:
+        """Close the kazoo clients and the raw connections a test made."""
         for c in self.clients:
             try:
                 c.stop()
@@ -376,6 +388,16 @@ class Ensemble:
             except Exception:
                 pass
         self.clients.clear()
+        for r in self.raw:
+            r.close()
+        self.raw.clear()
+
+    def each_test(self) -> Iterator[None]:
+        """For an autouse fixture: every member serving before the test (restarting what
+        the previous test left down), its clients closed after it."""
+        self.start(timeout=60)
+        yield
+        self.close_clients()
 
     def close(self) -> None:
         self.close_clients()

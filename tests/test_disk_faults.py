@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KINDS, four_letter, start_server
+from tests.conftest import KINDS, four_letter, mount_small_disk, start_server
 from zkpy.client.client import ZooKeeperClient
 from zkpy.jute.constants import Err, KeeperError
 from zkpy.persistence.recovery import recover
@@ -96,12 +96,7 @@ def test_failed_fsync_stops_serving_without_acknowledging(tmp_path: Path, inline
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs (needs root); the test is skipped where it cannot be mounted."""
     mnt = tmp_path / "disk"
-    mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
+    mount_small_disk(mnt)
     try:
         yield mnt
     finally:

@@ -9,25 +9,14 @@ zkpy's victim leaves the ensemble for good, stays up refusing clients, answers n
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import four_letter
+from tests.conftest import four_letter, mount_small_disk
 from tests.ensemble import Ensemble, Member, attempt, wait_until
-
-
-def mount_small_disk(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(path)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode(errors='replace').strip()}")
 
 
 def fill(path: Path) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conformance import rawconn
-from tests.ensemble import Ensemble, Member, wait_until
+from tests.ensemble import Ensemble, Member, module_ensemble, wait_until
 
 NONODE = -101
 CONTAINER, TTL = 4, 5  # CreateMode flags
@@ -25,22 +25,12 @@ JVM_FLAGS = ["-Dznode.container.checkIntervalMs=1000", "-Dzookeeper.extendedType
 
 @pytest.fixture(scope="module", params=["zkpy", "reference"])
 def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
-    e = Ensemble([request.param] * 3, tick_time=500, jvm_flags=JVM_FLAGS)
-    try:
-        e.start(timeout=90)
-        yield e
-    finally:
-        e.close()
+    yield from module_ensemble([request.param] * 3, tick_time=500, jvm_flags=JVM_FLAGS)
 
 
 @pytest.fixture(autouse=True)
 def serving(ens: Ensemble) -> Iterator[None]:
-    ens.start(timeout=60)
-    yield
-    ens.close_clients()
-    for c in ens.raw:
-        c.close()
-    ens.raw.clear()
+    yield from ens.each_test()
 
 
 def a_follower(ens: Ensemble) -> Member:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conformance import rawconn
-from tests.ensemble import Ensemble, Member, wait_until
+from tests.ensemble import Ensemble, Member, module_ensemble, wait_until
 
 EPHEMERAL = 1
 EPHEMERALONLOCALSESSION = -120
@@ -26,25 +26,16 @@ EPHEMERALONLOCALSESSION = -120
                 ids=["zkpy-upgrading", "reference-upgrading", "zkpy-no-upgrade", "reference-no-upgrade"])
 def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
     kind, upgrading = request.param
-    e = Ensemble([kind] * 3, tick_time=500, extra={
-        "localSessionsEnabled": "true",
-        "localSessionsUpgradingEnabled": "true" if upgrading else "false"})
-    e.upgrading = upgrading  # type: ignore[attr-defined]
-    try:
-        e.start(timeout=90)
+    for e in module_ensemble([kind] * 3, tick_time=500, extra={
+            "localSessionsEnabled": "true",
+            "localSessionsUpgradingEnabled": "true" if upgrading else "false"}):
+        e.upgrading = upgrading  # type: ignore[attr-defined]
         yield e
-    finally:
-        e.close()
 
 
 @pytest.fixture(autouse=True)
 def serving(ens: Ensemble) -> Iterator[None]:
-    ens.start(timeout=60)
-    yield
-    ens.close_clients()
-    for c in ens.raw:
-        c.close()
-    ens.raw.clear()
+    yield from ens.each_test()
 
 
 def roles(ens: Ensemble) -> tuple[Member, list[Member]]:

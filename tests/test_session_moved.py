@@ -17,29 +17,19 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conformance import rawconn
-from tests.ensemble import Ensemble, Member
+from tests.ensemble import Ensemble, Member, module_ensemble
 
 SYNC, EPHEMERAL, NONODE = 9, 1, -101
 
 
 @pytest.fixture(scope="module", params=["zkpy", "reference"])
 def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
-    e = Ensemble([request.param] * 3, tick_time=500)
-    try:
-        e.start(timeout=90)
-        yield e
-    finally:
-        e.close()
+    yield from module_ensemble([request.param] * 3, tick_time=500)
 
 
 @pytest.fixture(autouse=True)
 def serving(ens: Ensemble) -> Iterator[None]:
-    ens.start(timeout=60)
-    yield
-    ens.close_clients()
-    for c in ens.raw:
-        c.close()
-    ens.raw.clear()
+    yield from ens.each_test()
 
 
 def members(ens: Ensemble, old_role: str, new_role: str) -> tuple[Member, Member]:

@@ -322,6 +322,24 @@ def _rejected(port: int) -> bool:
         c.close()
 
 
+def _session_once_a_slot_is_free(port: int, timeout: float = 10.0) -> RawConnection:
+    """A session on port, retried while the server still closes new connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            c = RawConnection(port)
+        except OSError:
+            c = None
+        try:
+            if c is not None:
+                c.handshake()
+                return c
+        except (Closed, OSError):
+            c.close()
+        assert time.monotonic() < deadline, "no slot became free"
+        time.sleep(0.1)
+
+
 def test_max_client_cnxns_per_ip(server):
     srv = start_server(server.kind, {"maxClientCnxns": "5"})
     conns: list[RawConnection] = []
@@ -336,21 +354,7 @@ def test_max_client_cnxns_per_ip(server):
             c.ping()
         # Freeing a slot lets a new client in.
         conns.pop().end()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                c = RawConnection(srv.port)
-            except OSError:
-                c = None
-            try:
-                if c is not None:
-                    c.handshake()
-                    conns.append(c)
-                    break
-            except (Closed, OSError):
-                c.close()
-            assert time.monotonic() < deadline, "no slot became free"
-            time.sleep(0.1)
+        conns.append(_session_once_a_slot_is_free(srv.port))
         conns[-1].ping()
         assert srv.proc.poll() is None
     finally:
@@ -384,21 +388,7 @@ def test_max_cnxns_limits_connections_in_total(server):
             c.ping()
         assert _rejected(srv.port)
         conns.pop().end()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                c = RawConnection(srv.port)
-            except OSError:
-                c = None
-            try:
-                if c is not None:
-                    c.handshake()
-                    conns.append(c)
-                    break
-            except (Closed, OSError):
-                c.close()
-            assert time.monotonic() < deadline, "no slot became free"
-            time.sleep(0.1)
+        conns.append(_session_once_a_slot_is_free(srv.port))
         conns[-1].ping()
         assert srv.proc is not None and srv.proc.poll() is None
     finally:
