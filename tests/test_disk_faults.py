@@ -142,6 +142,11 @@ def test_full_disk_stops_serving(kind: str, small_disk: Path) -> None:
         if kind == "zkpy":
             assert answer == ""
             assert "Disk failure" in four_letter(srv.port, "srvr") and "No space left" in srv.log_text()
+            # stopped now, it says this was no clean stop (systemd's Restart=on-failure)
+            assert srv.proc is not None
+            srv.proc.terminate()
+            assert srv.proc.wait(30) == 1
+            assert "stopped after a failure: txn log sync failed" in srv.log_text()
     finally:
         zk.stop()
         zk.close()

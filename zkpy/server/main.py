@@ -65,24 +65,28 @@ def start(config: str, log_level: str) -> None:
 
             server = StandaloneServer(cfg)  # held until the exit below: see _exit_at_once
             asyncio.run(server.run_until_stopped())
+            failure = server.failure
         else:
-            asyncio.run(_run_quorum(cfg))
+            failure = asyncio.run(_run_quorum(cfg))
     except (OSError, RuntimeError, PersistenceError) as e:
         click.echo(f"zkpy-server: {e}", err=True)
         sys.exit(1)
     if cfg.audit is not None:
         cfg.audit.server_stop()
-    _exit_at_once()
+    if failure is not None:
+        # a supervisor (systemd's Restart=on-failure) sees that this was no clean stop
+        logging.getLogger("zkpy.server").error("stopped after a failure: %s", failure)
+    _exit_at_once(1 if failure is not None else 0)
 
 
-def _exit_at_once() -> None:
+def _exit_at_once(code: int = 0) -> None:
     """End a server that has shut down (log closed, snapshot written) without the
     interpreter's teardown: freeing a tree of a million znodes object by object takes
     longer than writing its snapshot; the OS takes the memory back at once."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 @cli.command("status")
@@ -164,13 +168,15 @@ def _load_or_exit(config: str) -> Config:
         sys.exit(2)
 
 
-async def _run_quorum(cfg: Config) -> None:
+async def _run_quorum(cfg: Config) -> str | None:
     from zkpy.server.runtime import ServerRuntime
     from zkpy.zab.peer import QuorumPeer
 
     if cfg.init_limit is None or cfg.sync_limit is None:
         raise RuntimeError("an ensemble needs initLimit and syncLimit in the config")
-    await ServerRuntime(cfg, QuorumPeer(cfg)).run_until_stopped()
+    runtime = ServerRuntime(cfg, QuorumPeer(cfg))
+    await runtime.run_until_stopped()
+    return runtime.failure
 
 
 if __name__ == "__main__":

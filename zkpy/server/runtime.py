@@ -75,6 +75,7 @@ class ServerRuntime:
         self.listener: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+        self.failure: str | None = None  # why the server stopped serving (a failed txn log)
         self._locks: DataDirLocks | None = None
         self._pid_file: PidFile | None = None
         # client TLS (secureClientPort; client.portUnification on the plain port)
@@ -235,6 +236,10 @@ class ServerRuntime:
         for tls_listener in (self.secure_listener, self.unified_listener):
             if tls_listener is not None:
                 tls_listener.close()
+        try:
+            self.failure = self.role.core.write_error
+        except AssertionError:  # the role never opened: nothing failed while serving
+            pass
         try:
             await self.role.close()
         finally:
