@@ -25,6 +25,7 @@ the verdict is "unknown" rather than a hang.
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -355,3 +356,114 @@ def check_unique_ids(history: Iterable[Op]) -> UniqueIdsResult:
             seen[op.value] = seen.get(op.value, 0) + 1
     dups = {k: v for k, v in seen.items() if v > 1}
     return UniqueIdsResult(not dups, sum(seen.values()), dups)
+
+
+# ---- counter ----------------------------------------------------------------------------
+
+
+@dataclass
+class CounterResult:
+    valid: bool
+    acknowledged: int  # ok increments
+    info: int  # increments with an unknown outcome
+    reads: int  # ok reads checked
+    final: int | None  # the last ok read
+    bad_reads: list[str]  # reads outside their bounds
+
+    def summary(self) -> str:
+        return (f"{'valid' if self.valid else 'INVALID'}: {self.acknowledged} acked + {self.info} info "
+                f"increments, {self.reads} reads in bounds but {len(self.bad_reads)}, final {self.final} "
+                f"{self.bad_reads[:5]}")
+
+
+def check_counter(history: Sequence[Op]) -> CounterResult:
+    """`add` ops (an increment by 1; fail = certainly not applied) and ok `read` ops
+    (value = the counter).  A read is within bounds when it is at least the number of
+    increments acknowledged before it was invoked and at most the number invoked (ok or
+    info: not fail) before it completed.  The last ok read is the final one: it must lie
+    between the acknowledged increments and acknowledged + info ones."""
+    ps = list(pairs(history))
+    acked_at: list[int] = sorted(p.complete.index for p in ps
+                                 if p.invoke.f == "add" and p.type == "ok" and p.complete is not None)
+    maybe_at: list[int] = sorted(p.invoke.index for p in ps if p.invoke.f == "add" and p.type != "fail")
+    acked = len(acked_at)
+    info = sum(1 for p in ps if p.invoke.f == "add" and p.type == "info")
+    bad: list[str] = []
+    reads = 0
+    final: int | None = None
+    for p in ps:
+        if p.invoke.f != "read" or p.type != "ok" or p.complete is None:
+            continue
+        reads += 1
+        v = p.complete.value
+        lo = bisect.bisect_left(acked_at, p.invoke.index)
+        hi = bisect.bisect_left(maybe_at, p.complete.index)
+        if not lo <= v <= hi:
+            bad.append(f"read #{p.invoke.index}..#{p.complete.index} = {v} not in [{lo}, {hi}]")
+        final = v
+    if final is None:
+        bad.append("no ok read")
+    elif not acked <= final <= acked + info:
+        bad.append(f"final {final} not in [{acked}, {acked + info}]")
+    return CounterResult(not bad, acked, info, reads, final, bad)
+
+
+# ---- queue ------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueResult:
+    valid: bool
+    enqueued: int  # ok enqueues
+    attempted: int
+    dequeued: int  # ok dequeues
+    drained: int  # elements left for the final drain
+    duplicated: list[Any]  # dequeued twice (or dequeued and still there)
+    unexpected: list[Any]  # dequeued or drained but never enqueued
+    lost: list[Any]  # acknowledged enqueues that went nowhere
+    recovered: int  # info enqueues that turned up
+
+    def summary(self) -> str:
+        return (f"{'valid' if self.valid else 'INVALID'}: {self.enqueued} acked of {self.attempted} "
+                f"enqueues, {self.dequeued} dequeued, {self.drained} drained, recovered info "
+                f"{self.recovered}, duplicated {len(self.duplicated)} {self.duplicated[:10]}, unexpected "
+                f"{len(self.unexpected)} {self.unexpected[:10]}, lost {len(self.lost)} {self.lost[:10]}")
+
+
+def check_queue(history: Iterable[Op]) -> QueueResult:
+    """`enqueue` ops (value = element), `dequeue` ops (ok: value = the element taken;
+    info: value = the element whose delete went unanswered, or None) and `drain` ops (ok:
+    value = what was left at the end; the last one counts).  No element is dequeued (ok)
+    twice or dequeued and also drained, every dequeued or drained element was enqueued, and
+    every acknowledged enqueue was dequeued (ok or info) or drained."""
+    attempted: set[Any] = set()
+    acked: set[Any] = set()
+    info_enq: set[Any] = set()
+    taken: dict[Any, int] = {}
+    maybe_taken: set[Any] = set()
+    drained: list[Any] = []
+    for p in pairs(history):
+        f = p.invoke.f
+        if f == "enqueue":
+            attempted.add(p.invoke.value)
+            if p.type == "ok":
+                acked.add(p.invoke.value)
+            elif p.type == "info":
+                info_enq.add(p.invoke.value)
+        elif f == "dequeue" and p.complete is not None:
+            if p.type == "ok":
+                taken[p.complete.value] = taken.get(p.complete.value, 0) + 1
+            elif p.type == "info" and p.complete.value is not None:
+                maybe_taken.add(p.complete.value)
+        elif f == "drain" and p.type == "ok" and p.complete is not None:
+            drained = list(p.complete.value)
+    counts_: dict[Any, int] = dict(taken)
+    for e in drained:
+        counts_[e] = counts_.get(e, 0) + 1
+    duplicated = sorted(e for e, k in counts_.items() if k > 1)
+    seen = set(counts_)
+    unexpected = sorted(seen - attempted)
+    lost = sorted(acked - seen - maybe_taken)
+    return QueueResult(not duplicated and not unexpected and not lost, len(acked), len(attempted),
+                       sum(taken.values()), len(drained), duplicated, unexpected, lost,
+                       len(info_enq & (seen | maybe_taken)))

@@ -73,11 +73,15 @@ class Recorder:
     def ok(self, inv: Op, value: Any = None) -> Op:
         return self._append(inv.process, "ok", inv.f, inv.key, inv.value if value is None else value)
 
-    def fail(self, inv: Op, error: str = "") -> Op:
-        return self._append(inv.process, "fail", inv.f, inv.key, inv.value, error)
+    def fail(self, inv: Op, error: str = "", value: Any = None) -> Op:
+        return self._append(inv.process, "fail", inv.f, inv.key, inv.value if value is None else value,
+                            error)
 
-    def info(self, inv: Op, error: str = "") -> Op:
-        return self._append(inv.process, "info", inv.f, inv.key, inv.value, error)
+    def info(self, inv: Op, error: str = "", value: Any = None) -> Op:
+        """`value` overrides the invoke's: a dequeue that knows which element it was
+        deleting when the answer was lost."""
+        return self._append(inv.process, "info", inv.f, inv.key, inv.value if value is None else value,
+                            error)
 
     def snapshot(self) -> list[Op]:
         with self._lock:

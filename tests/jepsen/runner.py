@@ -9,6 +9,13 @@ Workloads (each worker runs one, round-robin over the chosen ones):
   fail if the value is not a, else setData(b, version) -- BadVersion is a fail.
 - `set`: add(e) = a sequential create /jepsen/set/e<e>-; final read = getChildren.
 - `ids`: generate = a sequential create /jepsen/ids/id-; the id is the name it got.
+- `counter`: /jepsen/counter holds an integer.  add = getData (value, version), then a
+  multi of check(version) + setData(value + 1); a multi that fails (the check or the
+  set: someone else got there first) is a fail.  read = sync + getData.
+- `queue`: enqueue(e) = a sequential create /jepsen/q/e- holding e; dequeue =
+  getChildren, then for the smallest name: getData and delete (NoNode: someone else took
+  it, try the next); empty = fail.  A dequeue whose delete went unanswered is info with
+  the element it was deleting.  The final drain reads every element left.
 
 A request without an answer within `op_timeout`, or ended by ConnectionLoss or session
 expiry, is `info` for writes (it may have been applied) and `fail` for reads.  After an
@@ -103,7 +110,8 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         op: Callable[[], None] = {"register": self.register_op, "set": self.set_op,
-                                  "ids": self.ids_op}[self.workload]
+                                  "ids": self.ids_op, "counter": self.counter_op,
+                                  "queue": self.queue_op}[self.workload]
         while not self.halt.is_set() and time.monotonic() < self.deadline:
             if not self.client.connected:
                 time.sleep(0.05)
@@ -171,10 +179,82 @@ class Worker(threading.Thread):
             self._unknown(inv, e)
 
 
+    def counter_op(self) -> None:
+        path = "/jepsen/counter"
+        if self.rng.random() < 0.3:
+            inv = self.rec.invoke(self.process, "read", "counter")
+            try:
+                self._wait(self.client.sync_async(path))
+                data, _ = self._wait(self.client.get_async(path))
+                self.rec.ok(inv, int(data))
+            except Exception as e:
+                self.rec.fail(inv, type(e).__name__)
+            return
+        inv = self.rec.invoke(self.process, "add", "counter", 1)
+        try:
+            data, stat = self._wait(self.client.get_async(path))
+        except Exception as e:  # nothing written yet
+            self.rec.fail(inv, type(e).__name__)
+            return
+        try:
+            t = self.client.transaction()
+            t.check(path, stat.version)
+            t.set_data(path, str(int(data) + 1).encode())
+            results = self._wait(t.commit_async())
+        except Exception as e:
+            self._unknown(inv, e)
+            return
+        errors = [type(r).__name__ for r in results if isinstance(r, Exception)]
+        if errors:
+            self.rec.fail(inv, ",".join(errors))
+        else:
+            self.rec.ok(inv)
+
+    def queue_op(self) -> None:
+        if self.rng.random() < 0.55:
+            self.counter += 1
+            elem = self.process * 1_000_000 + self.counter
+            inv = self.rec.invoke(self.process, "enqueue", "queue", elem)
+            try:
+                self._wait(self.client.create_async("/jepsen/q/e-", str(elem).encode(), sequence=True))
+                self.rec.ok(inv)
+            except Exception as e:
+                self._unknown(inv, e)
+            return
+        inv = self.rec.invoke(self.process, "dequeue", "queue")
+        try:
+            names = sorted(self._wait(self.client.get_children_async("/jepsen/q")))
+        except Exception as e:
+            self.rec.fail(inv, type(e).__name__)
+            return
+        for name in names:
+            try:
+                data, _ = self._wait(self.client.get_async(f"/jepsen/q/{name}"))
+            except Exception as e:
+                if type(e).__name__ == "NoNodeError":
+                    continue
+                self.rec.fail(inv, type(e).__name__)  # nothing deleted yet
+                return
+            elem = int(data)
+            try:
+                self._wait(self.client.delete_async(f"/jepsen/q/{name}"))
+            except Exception as e:
+                if type(e).__name__ == "NoNodeError":
+                    continue
+                self.rec.info(inv, type(e).__name__, value=elem)
+                self.process += self.stride
+                return
+            self.rec.ok(inv, elem)
+            return
+        self.rec.fail(inv, "empty")
+
+
 def _setup(ens: ProxiedEnsemble) -> None:
     c = ens.client(timeout=10.0)
     c.ensure_path("/jepsen/set")
     c.ensure_path("/jepsen/ids")
+    c.ensure_path("/jepsen/q")
+    c.create("/jepsen/counter", b"0")
     for r in REGISTERS:
         c.create(f"/jepsen/{r}", b"0")
     c.stop()
@@ -197,6 +277,14 @@ def _final_reads(ens: ProxiedEnsemble, rec: Recorder, workloads: list[str]) -> N
                     c.sync("/jepsen/set")
                     names = c.get_children("/jepsen/set")
                     rec.ok(inv, [int(n[1:].split("-")[0]) for n in names])
+                if "counter" in workloads:
+                    inv = rec.invoke(-1, "read", "counter")
+                    c.sync("/jepsen/counter")
+                    rec.ok(inv, int(c.get("/jepsen/counter")[0]))
+                if "queue" in workloads:
+                    inv = rec.invoke(-1, "drain", "queue")
+                    c.sync("/jepsen/q")
+                    rec.ok(inv, [int(c.get(f"/jepsen/q/{n}")[0]) for n in c.get_children("/jepsen/q")])
                 return
             except Exception as e:
                 rec.fail(inv, type(e).__name__)
@@ -219,12 +307,14 @@ def _replicas_agree(ens: ProxiedEnsemble) -> str:
         try:
             regs = tuple(c.get(f"/jepsen/{r}")[0] for r in REGISTERS)
             seen[m.sid] = (regs, tuple(sorted(c.get_children("/jepsen/set"))),
-                           len(c.get_children("/jepsen/ids")))
+                           len(c.get_children("/jepsen/ids")), c.get("/jepsen/counter")[0],
+                           tuple(sorted(c.get_children("/jepsen/q"))))
         finally:
             c.stop()
             c.close()
     if len(set(seen.values())) != 1:
-        return "DIVERGED: " + "; ".join(f"server.{s}: regs={v[0]} set={len(v[1])} ids={v[2]}"
+        return "DIVERGED: " + "; ".join(f"server.{s}: regs={v[0]} set={len(v[1])} ids={v[2]} "
+                                        f"counter={v[3]!r} queue={len(v[4])}"
                                         for s, v in seen.items())
     return "ok"
 
@@ -294,6 +384,14 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         u = checker.check_unique_ids(history)
         verdicts["ids"] = "valid" if u.valid else "invalid"
         details["ids"] = u.summary()
+    if "counter" in cfg.workloads:
+        k = checker.check_counter([op for op in history if op.key == "counter"])
+        verdicts["counter"] = "valid" if k.valid else "invalid"
+        details["counter"] = k.summary()
+    if "queue" in cfg.workloads:
+        q = checker.check_queue([op for op in history if op.key == "queue"])
+        verdicts["queue"] = "valid" if q.valid else "invalid"
+        details["queue"] = q.summary()
     result = RunResult(cfg, history, events, verdicts, details, converged, out)
     (out / "summary.txt").write_text(result.summary() + "\n")
     return result
