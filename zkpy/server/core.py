@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from zkpy.datatree.acl import check_acl, world_readable
-from zkpy.datatree.tree import DataTree, Event, owner_ttl
+from zkpy.datatree.tree import DataTree, Event
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import (
     Err,
@@ -35,7 +35,6 @@ from zkpy.jute.records import (
     REQUEST_DECODERS,
     ConnectRequest,
     MultiRequest,
-    PathOnly,
     PathWatch,
 )
 from zkpy.jute.txns import (
@@ -48,14 +47,14 @@ from zkpy.jute.txns import (
     decode_txn,
     encode_txn,
 )
-from zkpy.server import reads, session_requests
+from zkpy.server import reads, session_lifecycle, session_requests
 from zkpy.server.config import Config
 from zkpy.server.groupcommit import GroupCommit
 from zkpy.server.local_sessions import creates_ephemeral, server_of
 from zkpy.server.metrics import METRICS
 from zkpy.server.prepare import Preparer, Settings
 from zkpy.server.replies import frame, notification, ustring, write_result_body
-from zkpy.server.sessions import SessionTracker, session_password
+from zkpy.server.sessions import SessionTracker
 from zkpy.server.stats import ServerStats
 
 if TYPE_CHECKING:
@@ -194,108 +193,21 @@ class ZooKeeperServer:
     def close(self) -> None:
         self.group.close()
 
-    # ---- handshake ----------------------------------------------------------------
-    def negotiate_timeout(self, requested: int) -> int:
-        c = self.config
-        return max(c.min_session_timeout, min(requested, c.max_session_timeout))
-
+    # ---- sessions: handshake, revalidation, expiry (session_lifecycle.py) -------------
     def connect(self, conn: ClientConnection, req: ConnectRequest) -> None:
         """Handle a ConnectRequest; the response is sent when the session is settled."""
-        if not self.serving:
-            conn.close()
-            return
-        if self.read_only:
-            self._connect_read_only(conn, req)
-            return
-        if req.last_zxid_seen > self.tree.last_processed_zxid:
-            log.info("refusing client %s: it has seen zxid 0x%x, we are at 0x%x",
-                     conn.peer, req.last_zxid_seen, self.tree.last_processed_zxid)
-            conn.close()
-            return
-        timeout = self.negotiate_timeout(req.timeout)
-        if req.session_id == 0:
-            self._create_session(conn, timeout)
-            return
-        sid = req.session_id
-        for other in list(self.connections):
-            if other is not conn and other.session_id == sid:
-                other.close()
-        if req.passwd != session_password(sid):
-            conn.connect_failed()
-            return
-        conn.pending_timeout = timeout
-        lt = self.local_tracker
-        if lt is not None and sid in lt.sessions:  # a local session of ours: no leader to ask
-            lt.sessions[sid].timeout = timeout
-            lt.touch(sid, self.now_ms())
-            self._established(conn, sid, timeout)
-            return
-        if self.is_learner:
-            assert self.zab is not None
-            self.connecting[sid] = conn
-            self.zab.revalidate(sid, timeout)
-            return
-        session = self.sessions.sessions.get(sid)
-        if session is None or session.closing:
-            conn.connect_failed()
-            return
-        session.timeout = timeout
-        self.sessions.touch(sid, self.now_ms())
-        session.owner = self.server_id
-        self._established(conn, sid, timeout)
-
-    def _connect_read_only(self, conn: ClientConnection, req: ConnectRequest) -> None:
-        """A partitioned member in read-only mode: local sessions for clients that asked."""
-        if not req.read_only:
-            conn.close()  # the reference drops clients that cannot live with read-only
-            return
-        timeout = self.negotiate_timeout(req.timeout)
-        sid = req.session_id
-        if sid == 0:
-            sid = self.sessions.new_id()
-        elif req.passwd != session_password(sid):
-            conn.connect_failed()
-            return
-        self.sessions.add(sid, timeout, self.now_ms()).owner = self.server_id
-        conn.session_id = sid
-        self._established(conn, sid, timeout)
+        session_lifecycle.connect(self, conn, req)
 
     def revalidated(self, sid: int, valid: bool) -> None:
         """Learner: the leader's answer to a session revalidation."""
-        conn = self.connecting.pop(sid, None)
-        if conn is None or conn.closed:
-            return
-        if valid:
-            self._established(conn, sid, conn.pending_timeout)
-        else:
-            conn.connect_failed()
-        self.flush_dirty()
+        session_lifecycle.revalidated(self, sid, valid)
 
-    def _established(self, conn: ClientConnection, sid: int, timeout: int) -> None:
-        self.local_sessions[sid] = conn
-        if self.is_learner and (self.local_tracker is None or sid not in self.local_tracker.sessions):
-            self.touched[sid] = timeout
-        conn.session_established(sid, timeout, session_password(sid))
+    def expire_sessions(self) -> None:
+        session_lifecycle.expire_sessions(self)
 
-    def _create_session(self, conn: ClientConnection, timeout: int) -> None:
-        if self.write_error is not None:
-            conn.close()
-            return
-        sid = self.sessions.new_id()
-        conn.session_id = sid
-        conn.pending_timeout = timeout
-        if self.local_tracker is not None:  # no txn: the session lives here only
-            self.local_tracker.add(sid, timeout, self.now_ms()).owner = self.server_id
-            self._established(conn, sid, timeout)
-            return
-        self.connecting[sid] = conn
-        if self.is_learner:
-            assert self.zab is not None
-            self.zab.forward(sid, 0, OpCode.CREATE_SESSION, INT.pack(timeout), [])
-            return
-        self.sessions.add(sid, timeout, self.now_ms()).owner = self.server_id
-        self._append(conn, 0, OpCode.CREATE_SESSION, sid, CreateSessionTxn(timeout),
-                     OpCode.CREATE_SESSION)
+    def sweep_containers(self, wall_ms: int, limit: int) -> int:
+        """Delete empty containers that have had children, and expired TTL nodes."""
+        return session_lifecycle.sweep_containers(self, wall_ms, limit)
 
     # ---- requests -------------------------------------------------------------------
     def touch(self, conn: ClientConnection) -> None:
@@ -679,7 +591,7 @@ class ZooKeeperServer:
                 self.local_tracker.remove(sid)
             conn = self.connecting.pop(sid, None)
             if conn is not None and not conn.closed:
-                self._established(conn, sid, conn.pending_timeout)
+                session_lifecycle.established(self, conn, sid, conn.pending_timeout)
             return
         if hdr.type == OpCode.CLOSE_SESSION:
             self.sessions.remove(sid)
@@ -823,59 +735,6 @@ class ZooKeeperServer:
         conn.send(frame(xid, tree.last_processed_zxid, 0, body))
         self.stats.record(started, METRICS.readlatency)
         conn.last_op(op, tree.last_processed_zxid)
-
-    # ---- timers ---------------------------------------------------------------------
-    def expire_sessions(self) -> None:
-        lt = self.local_tracker
-        if lt is not None:  # local sessions expire where they live, without a txn
-            for sid in lt.expired(self.now_ms()):
-                log.info("local session 0x%x expired", sid & 0xFFFFFFFFFFFFFFFF)
-                lt.remove(sid)
-                self._drop_session(sid)
-        if self.is_learner:
-            return
-        for sid in self.sessions.expired(self.now_ms()):
-            log.info("session 0x%x expired", sid & 0xFFFFFFFFFFFFFFFF)
-            METRICS.inc("stale_sessions_expired")
-            if self.read_only:  # local sessions: nothing to log
-                self.sessions.remove(sid)
-                self._drop_session(sid)
-            else:
-                self._close_expired(sid)
-
-    def _close_expired(self, sid: int) -> None:
-        if self.write_error is not None or self.is_learner:
-            return
-        txn, type_ = self._prepare(sid, OpCode.CLOSE_SESSION, None, [], self.server_id)
-        self._append(None, 0, OpCode.CLOSE_SESSION, sid, txn, type_)
-
-    def sweep_containers(self, wall_ms: int, limit: int) -> int:
-        """Delete empty containers that have had children, and expired TTL nodes.
-
-        Only where txns are proposed (standalone or an established leader), as the
-        reference's ContainerManager; the deletes go through the pipeline like any write."""
-        if self.is_learner or self.read_only or not self.serving or self.write_error is not None:
-            return 0
-        tree = self.tree
-        candidates: list[str] = []
-        for p in tree.containers:
-            n = tree.nodes.get(p)
-            if n is None or n.children:
-                continue
-            never_used = self.config.container_max_never_used_ms
-            if n.cversion > 0 or (never_used > 0 and wall_ms - n.mtime > never_used):
-                candidates.append(p)
-        for p in tree.ttls:
-            n = tree.nodes.get(p)
-            if n is None or n.children:
-                continue
-            ttl = owner_ttl(n.owner)
-            if ttl is not None and wall_ms - n.mtime > ttl:
-                candidates.append(p)
-        candidates.sort()
-        for p in candidates[:limit]:
-            self.submit_internal(OpCode.DELETE_CONTAINER, PathOnly(p))
-        return min(len(candidates), limit)
 
 
 __all__ = ["ZooKeeperServer", "MultiRequest", "PathWatch"]
