@@ -467,3 +467,86 @@ def check_queue(history: Iterable[Op]) -> QueueResult:
     return QueueResult(not duplicated and not unexpected and not lost, len(acked), len(attempted),
                        sum(taken.values()), len(drained), duplicated, unexpected, lost,
                        len(info_enq & (seen | maybe_taken)))
+
+
+# ---- sessions: ephemerals and watches ----------------------------------------------------
+
+
+@dataclass
+class WatchRecord:
+    """One data-watch registration: getData(path, watch) returned version `v0`; `events`
+    are the (time, type) the watch delivered; `v_after` is the version a getData issued
+    after the first event returned (None when none was issued)."""
+
+    process: int
+    path: str
+    v0: int
+    t_reg: float
+    events: list[tuple[float, str]] = field(default_factory=list)
+    t_read: float | None = None
+    v_after: int | None = None
+
+
+@dataclass
+class WatchResult:
+    valid: bool
+    registrations: int
+    fired: int  # registrations whose watch reported a change
+    ended: int  # registrations ended by a connection loss (kazoo's NONE event)
+    problems: list[str]
+
+    def summary(self) -> str:
+        return (f"{'valid' if self.valid else 'INVALID'}: {self.registrations} registrations, "
+                f"{self.fired} fired on a change, {self.ended} ended by a disconnect, "
+                f"{len(self.problems)} problems {self.problems[:5]}")
+
+
+def check_watches(records: Iterable[WatchRecord]) -> WatchResult:
+    """Each registration delivers at most one event, and a getData issued after a change
+    event returns a version > v0 (the change that fired it is visible: ZooKeeper sends the
+    event before any read that could see the change and after the change is applied)."""
+    regs = fired = ended = 0
+    problems: list[str] = []
+    for r in records:
+        regs += 1
+        if len(r.events) > 1:
+            problems.append(f"p{r.process} {r.path} v{r.v0}: {len(r.events)} events {r.events}")
+        if not r.events:
+            continue
+        kind = r.events[0][1]
+        if kind == "NONE":
+            ended += 1
+            continue
+        fired += 1
+        if r.v_after is not None and r.v_after <= r.v0:
+            problems.append(f"p{r.process} {r.path}: {kind} event for v{r.v0} at {r.events[0][0]:.3f}, "
+                            f"then a read returned v{r.v_after}")
+    return WatchResult(not problems, regs, fired, ended, problems)
+
+
+@dataclass
+class EphemeralResult:
+    valid: bool
+    sessions: int  # sessions that made an ephemeral
+    expired: int  # of them, told expired
+    leftovers: dict[int, list[str]]  # member -> ephemerals of expired sessions still there
+    lingering: int  # ephemerals of sessions not told expired, still there after close
+
+    def summary(self) -> str:
+        return (f"{'valid' if self.valid else 'INVALID'}: {self.sessions} sessions with an ephemeral, "
+                f"{self.expired} told expired, leftovers of expired ones "
+                f"{ {k: v[:5] for k, v in self.leftovers.items() if v} }, lingering others {self.lingering}")
+
+
+def check_ephemerals(owners: dict[str, int], expired: set[int],
+                     seen: dict[int, list[str]]) -> EphemeralResult:
+    """`owners`: ephemeral name -> session id that made it; `expired`: sessions whose
+    client was told they expired; `seen`: member -> ephemeral names it still holds after
+    the run (healed, converged, clients closed).  No member may hold an ephemeral of an
+    expired session."""
+    leftovers = {m: sorted(n for n in names if owners.get(n) in expired) for m, names in seen.items()}
+    lingering = max((sum(1 for n in names if owners.get(n) not in expired) for names in seen.values()),
+                    default=0)
+    bad = any(leftovers.values())
+    return EphemeralResult(not bad, len(set(owners.values())), len(expired & set(owners.values())),
+                           leftovers, lingering)

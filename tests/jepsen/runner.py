@@ -16,6 +16,18 @@ Workloads (each worker runs one, round-robin over the chosen ones):
   getChildren, then for the smallest name: getData and delete (NoNode: someone else took
   it, try the next); empty = fail.  A dequeue whose delete went unanswered is info with
   the element it was deleting.  The final drain reads every element left.
+- `session`: every worker of every workload keeps an ephemeral /jepsen/eph/p<n>-<session>
+  (one per session it gets); a worker's client told its session EXPIRED (kazoo LOST with
+  KeeperState EXPIRED_SESSION) marks that session expired, and after the run (healed,
+  converged, clients closed) no member may still hold an ephemeral of an expired session.
+  The `session` workers themselves alternate between writing /jepsen/watch (setData -1)
+  and watching it: getData with a data watch (version v0), and after the watch fires a
+  getData on the same session, which must return a version > v0; each registration must
+  deliver at most one event.  kazoo fires a NONE event at every registered watch when a
+  connection is lost (it does not re-register watches); such a registration ends there.
+  The nemeses rarely expire a session (clients reach every member, so they reconnect in
+  time), so a session worker now and then expires its own: a twin client attaches to the
+  session with its id and password and closes it (`expire` ops in the history).
 
 A request without an answer within `op_timeout`, or ended by ConnectionLoss or session
 expiry, is `info` for writes (it may have been applied) and `fail` for reads.  After an
@@ -91,13 +103,25 @@ class RunResult:
         return "\n".join(lines)
 
 
+@dataclass
+class SessionLog:
+    """What the session checks collect, shared by the workers."""
+
+    owners: dict[str, int] = field(default_factory=dict)  # ephemeral name -> session id
+    expired: set[int] = field(default_factory=set)
+    watches: list[checker.WatchRecord] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Worker(threading.Thread):
     """One client session running one workload until `deadline`."""
 
     def __init__(self, n: int, stride: int, workload: str, client: Any, rec: Recorder,
-                 cfg: RunConfig, deadline: float, halt: threading.Event) -> None:
+                 cfg: RunConfig, deadline: float, halt: threading.Event,
+                 sessions: SessionLog | None = None) -> None:
         super().__init__(daemon=True, name=f"worker-{n}")
         self.process = n
+        self.n = n
         self.stride = stride
         self.workload = workload
         self.client = client
@@ -107,15 +131,48 @@ class Worker(threading.Thread):
         self.halt = halt
         self.rng = random.Random(cfg.seed * 1000 + n)
         self.counter = 0
+        self.sessions = sessions
+        self.eph_session: int | None = None  # the session whose ephemeral exists
+        self.watch: checker.WatchRecord | None = None
+        self.fired = threading.Event()
+        if sessions is not None:
+            client.add_listener(self._state)
+
+    def _state(self, state: Any) -> None:
+        """kazoo listener (its event thread): note a session the server expired."""
+        from kazoo.protocol.states import KazooState, KeeperState
+
+        if (state == KazooState.LOST and self.sessions is not None and self.eph_session is not None
+                and self.client.client_state == KeeperState.EXPIRED_SESSION):
+            with self.sessions.lock:
+                self.sessions.expired.add(self.eph_session)
+
+    def _ephemeral(self) -> None:
+        """One ephemeral per session: made once the worker sees a session without one."""
+        assert self.sessions is not None
+        cid = self.client.client_id
+        if not cid or cid[0] == self.eph_session:
+            return
+        name = f"w{self.n}-{cid[0]:x}"
+        with self.sessions.lock:
+            self.sessions.owners[name] = cid[0]
+        try:
+            self._wait(self.client.create_async(f"/jepsen/eph/{name}", b"", ephemeral=True))
+        except Exception as e:
+            if type(e).__name__ != "NodeExistsError":
+                return
+        self.eph_session = cid[0]
 
     def run(self) -> None:
         op: Callable[[], None] = {"register": self.register_op, "set": self.set_op,
                                   "ids": self.ids_op, "counter": self.counter_op,
-                                  "queue": self.queue_op}[self.workload]
+                                  "queue": self.queue_op, "session": self.session_op}[self.workload]
         while not self.halt.is_set() and time.monotonic() < self.deadline:
             if not self.client.connected:
                 time.sleep(0.05)
                 continue
+            if self.sessions is not None:
+                self._ephemeral()
             op()
             time.sleep(self.cfg.rate_delay)
 
@@ -249,11 +306,74 @@ class Worker(threading.Thread):
         self.rec.fail(inv, "empty")
 
 
+    def expire_own_session(self) -> None:
+        """Expire this worker's session the way ZooKeeper's tests do: a second client
+        attaches to it (same id and password) and closes it."""
+        from kazoo.client import KazooClient
+
+        cid = self.client.client_id
+        inv = self.rec.invoke(self.process, "expire", "session", f"{cid[0]:x}" if cid else None)
+        twin = KazooClient(hosts=",".join(f"{h}:{p}" for h, p in self.client.hosts), client_id=cid,
+                           timeout=self.cfg.session_timeout)
+        try:
+            twin.start(timeout=self.cfg.op_timeout)
+            twin.stop()
+            self.rec.ok(inv)
+        except Exception as e:
+            self.rec.info(inv, type(e).__name__)
+            self.process += self.stride
+        finally:
+            twin.close()
+
+    def session_op(self) -> None:
+        path = "/jepsen/watch"
+        if self.rng.random() < 0.004:
+            self.expire_own_session()
+            return
+        if self.rng.random() < 0.5:
+            inv = self.rec.invoke(self.process, "write", "watch", self.counter)
+            self.counter += 1
+            try:
+                self._wait(self.client.set_async(path, str(self.counter).encode()))
+                self.rec.ok(inv)
+            except Exception as e:
+                self._unknown(inv, e)
+            return
+        w = self.watch
+        if w is not None and not self.fired.wait(0.2):
+            return  # still waiting for a change
+        if w is not None and w.events and w.events[0][1] == "NONE":
+            w = None  # the connection was lost: kazoo dropped the watch
+        fired = threading.Event()
+        t_reg = time.monotonic()
+        rec = checker.WatchRecord(self.process, path, -1, t_reg)
+
+        def watch(event: Any) -> None:
+            rec.events.append((time.monotonic(), str(event.type)))
+            fired.set()
+
+        try:
+            _, stat = self._wait(self.client.get_async(path, watch=watch))
+        except Exception:
+            return
+        if w is not None:
+            w.t_read = time.monotonic()
+            w.v_after = stat.version
+        rec.v0 = stat.version
+        self.watch = rec
+        self.fired = fired
+        assert self.sessions is not None
+        with self.sessions.lock:
+            self.sessions.watches.append(rec)
+
+
 def _setup(ens: ProxiedEnsemble) -> None:
     c = ens.client(timeout=10.0)
     c.ensure_path("/jepsen/set")
     c.ensure_path("/jepsen/ids")
     c.ensure_path("/jepsen/q")
+    c.ensure_path("/jepsen/eph")
+    c.create("/jepsen/watch", b"0")
     c.create("/jepsen/counter", b"0")
     for r in REGISTERS:
         c.create(f"/jepsen/{r}", b"0")
@@ -319,6 +439,19 @@ def _replicas_agree(ens: ProxiedEnsemble) -> str:
     return "ok"
 
 
+def _ephemerals_left(ens: ProxiedEnsemble) -> dict[int, list[str]]:
+    """member -> the ephemerals it holds, each member read directly (after convergence)."""
+    seen: dict[int, list[str]] = {}
+    for m in ens.members.values():
+        c = ens.client(m.sid, timeout=10.0)
+        try:
+            seen[m.sid] = c.get_children("/jepsen/eph")
+        finally:
+            c.stop()
+            c.close()
+    return seen
+
+
 def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     out = cfg.out_dir or Path(tempfile.mkdtemp(prefix=f"jepsen-{cfg.seed}-"))
@@ -335,10 +468,12 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         t0 = time.monotonic()
         deadline = t0 + cfg.time_limit
         workers = []
+        sessions = SessionLog() if "session" in cfg.workloads else None
         for n in range(cfg.clients):
             client = ens.client(timeout=cfg.session_timeout, start_timeout=30)
             workload = cfg.workloads[n % len(cfg.workloads)]
-            workers.append(Worker(n, cfg.clients, workload, client, rec, cfg, deadline, halt))
+            workers.append(Worker(n, cfg.clients, workload, client, rec, cfg, deadline, halt,
+                                  sessions))
         for w in workers:
             w.start()
         nem.start()
@@ -355,6 +490,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         ens.close_clients()
         _final_reads(ens, rec, cfg.workloads)
         converged = _replicas_agree(ens)
+        left = _ephemerals_left(ens) if sessions is not None and converged == "ok" else {}
         if nem.error is not None:
             converged += f" (nemesis error: {nem.error!r})"
         history = rec.snapshot()
@@ -392,6 +528,14 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         q = checker.check_queue([op for op in history if op.key == "queue"])
         verdicts["queue"] = "valid" if q.valid else "invalid"
         details["queue"] = q.summary()
+    if sessions is not None:
+        with sessions.lock:
+            e = checker.check_ephemerals(dict(sessions.owners), set(sessions.expired), left)
+            wr = checker.check_watches(list(sessions.watches))
+        verdicts["ephemeral"] = "valid" if e.valid and left else "invalid"
+        details["ephemeral"] = e.summary() + ("" if left else " (replicas not read)")
+        verdicts["watch"] = "valid" if wr.valid else "invalid"
+        details["watch"] = wr.summary()
     result = RunResult(cfg, history, events, verdicts, details, converged, out)
     (out / "summary.txt").write_text(result.summary() + "\n")
     return result

@@ -94,3 +94,23 @@ def test_queue_lost_and_unexpected() -> None:
                     ("invoke", 9, "drain", None), ("ok", 9, "drain", [2])], "queue")
     r = checker.check_queue(h)
     assert not r.valid and r.lost == [1] and r.unexpected == [7], r.summary()
+
+
+def test_watches() -> None:
+    W = checker.WatchRecord
+    ok = [W(1, "/w", 3, 0.0, [(0.1, "CHANGED")], 0.2, 4), W(1, "/w", 4, 0.3, [(0.4, "NONE")]),
+          W(2, "/w", 4, 0.3, [])]
+    r = checker.check_watches(ok)
+    assert r.valid and (r.registrations, r.fired, r.ended) == (3, 1, 1), r.summary()
+    stale = checker.check_watches([W(1, "/w", 3, 0.0, [(0.1, "CHANGED")], 0.2, 3)])
+    assert not stale.valid and "returned v3" in stale.problems[0]
+    twice = checker.check_watches([W(1, "/w", 3, 0.0, [(0.1, "CHANGED"), (0.2, "CHANGED")], 0.3, 5)])
+    assert not twice.valid
+
+
+def test_ephemerals() -> None:
+    owners = {"w0-a": 0xA, "w0-b": 0xB, "w1-c": 0xC}
+    r = checker.check_ephemerals(owners, {0xA}, {1: ["w0-b"], 2: ["w0-b"]})
+    assert r.valid and (r.sessions, r.expired, r.lingering) == (3, 1, 1), r.summary()
+    r = checker.check_ephemerals(owners, {0xA, 0xC}, {1: ["w0-b"], 2: ["w0-a", "w0-b"]})
+    assert not r.valid and r.leftovers == {1: [], 2: ["w0-a"]}, r.summary()
