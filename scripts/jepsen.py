@@ -24,7 +24,8 @@ from tests.jepsen.runner import RunConfig, run  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--time", type=float, default=60.0, help="seconds of workload per run")
-    p.add_argument("--nemesis", default="kill,pause,partition", help="kill,crash,pause,partition or none")
+    p.add_argument("--nemesis", default="kill,pause,partition",
+                   help="kill,crash,pause,partition,disk or none")
     p.add_argument("--workload", default="register,set", help="register,set,ids,counter,queue,session")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=1, help="runs with seeds seed, seed+1, ...")

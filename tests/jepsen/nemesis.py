@@ -29,20 +29,34 @@ clocks are not skewed; and the election connection's first message (which announ
 dialer's election address for dial-backs, QuorumCnxManager's protocol V1/V2) is rewritten
 by the proxy to announce the proxy of the reverse link -- the one place where the proxy
 understands the protocol.
+
+Disk faults (`disk-full`), without server hooks: one member's dataDir is a tmpfs
+(`mount_tmpfs`, needs root and a `mount` that may mount there; without them the fault is
+skipped and says so in its event).  The fault shrinks the tmpfs to what it holds (a
+`remount,size=`) and fills the rest with a filler file, so the member's next txn-log
+write fails with ENOSPC; zkpy then leaves the ensemble and stays up refusing clients.
+After `hold` s the filler is removed, the size restored and the member restarted (kill -9
++ start): it must rejoin and converge.  Slow or hanging fsync is not possible here: it
+needs a device-mapper `delay` target or a FUSE filesystem (root plus kernel modules) or
+a hook in the server, and this harness may change neither the host nor zkpy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from tests.conftest import free_port
+from tests.conftest import four_letter, free_port
 from tests.ensemble import Ensemble, Member
 
 _INITIAL_HEAD = struct.Struct(">qqi")  # protocol version, sid, address length
@@ -299,7 +313,61 @@ FAULTS = {
     "crash": ("kill-all", "kill-majority"),  # acknowledged writes must survive a restart
     "pause": ("pause-short", "pause-long", "pause-leader"),
     "partition": ("partition-halves", "partition-leader", "partition-oneway", "partition-reset"),
+    "disk": ("disk-full",),  # the member whose dataDir is a tmpfs (Nemesis.disk_sid)
 }
+
+TMPFS_SIZE = "1g"  # room for a run's logs and snapshots; tmpfs only uses what it holds
+
+
+def mount_tmpfs(path: Path, size: str = TMPFS_SIZE) -> str | None:
+    """Mount a tmpfs at path (made if missing); None, or why it could not."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return "mounting a tmpfs needs root"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True)
+    return None if done.returncode == 0 else done.stderr.decode(errors="replace").strip()
+
+
+def umount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill_tmpfs(path: Path) -> int:
+    """Shrink the tmpfs to what it holds (plus a few pages) and fill those: bytes written."""
+    st = os.statvfs(path)
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    subprocess.run(["mount", "-o", f"remount,size={used + (64 << 10)}", str(path)], check=True,
+                   capture_output=True)
+    written = 0
+    try:
+        with open(path / "filler", "wb") as f:
+            while True:
+                f.write(bytes(4096))
+                f.flush()
+                written += 4096
+    except OSError:  # ENOSPC, maybe already at the open or the close
+        pass
+    return written
+
+
+def _disk_state(m: Member) -> str:
+    """What the member says about itself: 'disk failure', its mode, or why nothing."""
+    if not m.running:
+        return "down"
+    try:
+        text = four_letter(m.client_port, "srvr", 1.0)
+    except OSError:
+        return "no answer"
+    if "Disk failure" in text:
+        return "disk failure (refusing clients)"
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Mode:")),
+                text.strip()[:60] or "empty answer")
+
+
+def free_tmpfs(path: Path, size: str = TMPFS_SIZE) -> None:
+    (path / "filler").unlink(missing_ok=True)
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True, capture_output=True)
 
 
 @dataclass
@@ -314,6 +382,8 @@ class Nemesis:
     interval: float = 10.0
     hold: float = 4.0
     plan: list[str] | None = None  # exact faults in order, instead of drawing from kinds
+    disk_sid: int | None = None  # the member on a tmpfs, for disk-full
+    disk_skip: str = "no member on a tmpfs"  # why disk-full is skipped when disk_sid is None
     events: list[Event] = field(default_factory=list)
     halt: threading.Event = field(default_factory=threading.Event)
 
@@ -374,6 +444,19 @@ class Nemesis:
             self._wait(self.hold / 2)
             m.start()
             detail = f"server.{m.sid}"
+        elif fault == "disk-full":
+            if self.disk_sid is None:
+                detail = f"skipped: {self.disk_skip}"
+            else:
+                m = ens[self.disk_sid]
+                filled = fill_tmpfs(m.data_dir)
+                self._wait(self.hold)
+                state = _disk_state(m)
+                free_tmpfs(m.data_dir)
+                m.kill()
+                m.start()
+                detail = (f"server.{m.sid} full ({filled >> 10} KiB filler), then {state}; "
+                          "freed, restarted")
         elif fault in ("kill-all", "kill-majority"):
             chosen = list(sids)
             if fault == "kill-majority":
@@ -420,6 +503,10 @@ class Nemesis:
 
     def heal_all(self) -> None:
         self.ens.proxy.heal()
+        if self.disk_sid is not None and (self.ens[self.disk_sid].data_dir / "filler").exists():
+            m = self.ens[self.disk_sid]
+            free_tmpfs(m.data_dir)
+            m.kill()
         for m in self.ens.members.values():
             if m.paused:
                 m.resume()

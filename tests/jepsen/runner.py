@@ -51,7 +51,7 @@ from typing import Any
 from tests.ensemble import wait_converged
 from tests.jepsen import checker
 from tests.jepsen.history import Op, Recorder, counts, dump
-from tests.jepsen.nemesis import Nemesis, ProxiedEnsemble
+from tests.jepsen.nemesis import Nemesis, ProxiedEnsemble, mount_tmpfs, umount
 
 REGISTERS = [f"r{i}" for i in range(5)]
 DEFINITE = ("BadVersionError", "NoNodeError", "NodeExistsError")
@@ -459,11 +459,23 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     tick = 500
     extra = {"snapCount": "100", "maxSessionTimeout": str(int(cfg.session_timeout * 2000))}
     rec = Recorder()
+    wants_disk = "disk" in cfg.nemesis or "disk-full" in (cfg.nemesis_plan or [])
+    disk_dir: Path | None = None
+    disk_skip = "no member on a tmpfs"
     with ProxiedEnsemble(["zkpy"] * cfg.servers, tick_time=tick, extra=extra) as ens:
+        disk_sid: int | None = sorted(ens.members)[cfg.seed % cfg.servers] if wants_disk else None
+        if disk_sid is not None:
+            why = mount_tmpfs(ens[disk_sid].data_dir)
+            if why is None:
+                disk_dir = ens[disk_sid].data_dir
+            else:
+                disk_sid, disk_skip = None, why
+                log(f"disk nemesis skipped: {why}")
         ens.start(timeout=60)
         _setup(ens)
         nem = Nemesis(ens, cfg.nemesis, cfg.seed, cfg.session_timeout,
-                      interval=cfg.nemesis_interval, hold=cfg.nemesis_hold, plan=cfg.nemesis_plan)
+                      interval=cfg.nemesis_interval, hold=cfg.nemesis_hold, plan=cfg.nemesis_plan,
+                      disk_sid=disk_sid, disk_skip=disk_skip)
         halt = threading.Event()
         t0 = time.monotonic()
         deadline = t0 + cfg.time_limit
@@ -501,6 +513,10 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
             converged += " (a worker did not stop)"
         for m in ens.members.values():  # kept for post-mortems: the ensemble's root is removed
             (out / f"server.{m.sid}.log").write_text(m.log_text())
+        for m in ens.members.values():
+            m.kill()
+        if disk_dir is not None:
+            umount(disk_dir)
     verdicts: dict[str, str] = {}
     details: dict[str, str] = {}
     if "register" in cfg.workloads:
