@@ -133,6 +133,7 @@ class Worker(threading.Thread):
         self.counter = 0
         self.sessions = sessions
         self.eph_session: int | None = None  # the session whose ephemeral exists
+        self.seen_session: int | None = None  # the last session an ephemeral was tried in
         self.watch: checker.WatchRecord | None = None
         self.fired = threading.Event()
         if sessions is not None:
@@ -142,10 +143,10 @@ class Worker(threading.Thread):
         """kazoo listener (its event thread): note a session the server expired."""
         from kazoo.protocol.states import KazooState, KeeperState
 
-        if (state == KazooState.LOST and self.sessions is not None and self.eph_session is not None
+        if (state == KazooState.LOST and self.sessions is not None and self.seen_session is not None
                 and self.client.client_state == KeeperState.EXPIRED_SESSION):
             with self.sessions.lock:
-                self.sessions.expired.add(self.eph_session)
+                self.sessions.expired.add(self.seen_session)
 
     def _ephemeral(self) -> None:
         """One ephemeral per session: made once the worker sees a session without one."""
@@ -154,6 +155,7 @@ class Worker(threading.Thread):
         if not cid or cid[0] == self.eph_session:
             return
         name = f"w{self.n}-{cid[0]:x}"
+        self.seen_session = cid[0]
         with self.sessions.lock:
             self.sessions.owners[name] = cid[0]
         try:
