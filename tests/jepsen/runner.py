@@ -464,59 +464,63 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
     wants_disk = "disk" in cfg.nemesis or "disk-full" in (cfg.nemesis_plan or [])
     disk_dir: Path | None = None
     disk_skip = "no member on a tmpfs"
-    with ProxiedEnsemble(["zkpy"] * cfg.servers, tick_time=tick, extra=extra) as ens:
-        disk_sid: int | None = sorted(ens.members)[cfg.seed % cfg.servers] if wants_disk else None
-        if disk_sid is not None:
-            why = mount_tmpfs(ens[disk_sid].data_dir)
-            if why is None:
-                disk_dir = ens[disk_sid].data_dir
-            else:
-                disk_sid, disk_skip = None, why
-                log(f"disk nemesis skipped: {why}")
-        ens.start(timeout=60)
-        _setup(ens)
-        nem = Nemesis(ens, cfg.nemesis, cfg.seed, cfg.session_timeout,
-                      interval=cfg.nemesis_interval, hold=cfg.nemesis_hold, plan=cfg.nemesis_plan,
-                      disk_sid=disk_sid, disk_skip=disk_skip)
-        halt = threading.Event()
-        t0 = time.monotonic()
-        deadline = t0 + cfg.time_limit
-        workers = []
-        sessions = SessionLog() if "session" in cfg.workloads else None
-        for n in range(cfg.clients):
-            client = ens.client(timeout=cfg.session_timeout, start_timeout=30)
-            workload = cfg.workloads[n % len(cfg.workloads)]
-            workers.append(Worker(n, cfg.clients, workload, client, rec, cfg, deadline, halt,
-                                  sessions))
-        for w in workers:
-            w.start()
-        nem.start()
-        try:
-            while time.monotonic() < deadline and any(w.is_alive() for w in workers):
-                time.sleep(0.2)
-        finally:
-            halt.set()
-            nem.stop()
+    try:
+        with ProxiedEnsemble(["zkpy"] * cfg.servers, tick_time=tick, extra=extra) as ens:
+            disk_sid: int | None = sorted(ens.members)[cfg.seed % cfg.servers] if wants_disk else None
+            if disk_sid is not None:
+                why = mount_tmpfs(ens[disk_sid].data_dir)
+                if why is None:
+                    disk_dir = ens[disk_sid].data_dir
+                else:
+                    disk_sid, disk_skip = None, why
+                    log(f"disk nemesis skipped: {why}")
+            ens.start(timeout=60)
+            _setup(ens)
+            nem = Nemesis(ens, cfg.nemesis, cfg.seed, cfg.session_timeout,
+                          interval=cfg.nemesis_interval, hold=cfg.nemesis_hold, plan=cfg.nemesis_plan,
+                          disk_sid=disk_sid, disk_skip=disk_skip)
+            halt = threading.Event()
+            t0 = time.monotonic()
+            deadline = t0 + cfg.time_limit
+            workers = []
+            sessions = SessionLog() if "session" in cfg.workloads else None
+            for n in range(cfg.clients):
+                client = ens.client(timeout=cfg.session_timeout, start_timeout=30)
+                workload = cfg.workloads[n % len(cfg.workloads)]
+                workers.append(Worker(n, cfg.clients, workload, client, rec, cfg, deadline, halt,
+                                      sessions))
             for w in workers:
-                w.join(cfg.op_timeout * 3 + 5)
-        log(f"workload done after {time.monotonic() - t0:.1f}s; healing")
-        ens.wait_ready(timeout=90)
-        ens.close_clients()
-        _final_reads(ens, rec, cfg.workloads)
-        converged = _replicas_agree(ens)
-        left = _ephemerals_left(ens) if sessions is not None and converged == "ok" else {}
-        if nem.error is not None:
-            converged += f" (nemesis error: {nem.error!r})"
-        history = rec.snapshot()
-        events = [e.line(t0) for e in nem.events]
-        dump(history, out / "history.jsonl")
-        (out / "nemesis.txt").write_text("\n".join(events) + "\n")
-        if any(w.is_alive() for w in workers):
-            converged += " (a worker did not stop)"
-        for m in ens.members.values():  # kept for post-mortems: the ensemble's root is removed
-            (out / f"server.{m.sid}.log").write_text(m.log_text())
-        for m in ens.members.values():
-            m.kill()
+                w.start()
+            nem.start()
+            try:
+                while time.monotonic() < deadline and any(w.is_alive() for w in workers):
+                    time.sleep(0.2)
+            finally:
+                halt.set()
+                nem.stop()
+                for w in workers:
+                    w.join(cfg.op_timeout * 3 + 5)
+            log(f"workload done after {time.monotonic() - t0:.1f}s; healing")
+            ens.wait_ready(timeout=90)
+            ens.close_clients()
+            _final_reads(ens, rec, cfg.workloads)
+            converged = _replicas_agree(ens)
+            left = _ephemerals_left(ens) if sessions is not None and converged == "ok" else {}
+            if nem.error is not None:
+                converged += f" (nemesis error: {nem.error!r})"
+            history = rec.snapshot()
+            events = [e.line(t0) for e in nem.events]
+            dump(history, out / "history.jsonl")
+            (out / "nemesis.txt").write_text("\n".join(events) + "\n")
+            if any(w.is_alive() for w in workers):
+                converged += " (a worker did not stop)"
+            for m in ens.members.values():  # kept for post-mortems: the ensemble's root is removed
+                (out / f"server.{m.sid}.log").write_text(m.log_text())
+            for m in ens.members.values():
+                m.kill()
+            if disk_dir is not None:
+                umount(disk_dir)
+    finally:  # also when the run raised: a leftover mount outlives the ensemble
         if disk_dir is not None:
             umount(disk_dir)
     verdicts: dict[str, str] = {}
