@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,17 @@ NETTY_JARS = [f"/usr/share/java/netty-{m}.jar" for m in (
 NETTY_AVAILABLE = all(os.path.exists(j) for j in NETTY_JARS)
 # CI sets ZKPY_REQUIRE_REFERENCE=1 so that a missing reference server fails instead of skipping.
 REQUIRE_REFERENCE = os.environ.get("ZKPY_REQUIRE_REFERENCE") == "1"
+
+
+def require_tool(present: bool, what: str) -> None:
+    """Skip a test that needs `what` of the reference installation (zkServer.sh, the JDK's
+    keytool) where it is missing; under ZKPY_REQUIRE_REFERENCE=1 (CI) fail instead, since
+    CI installs it."""
+    if present:
+        return
+    if REQUIRE_REFERENCE:
+        pytest.fail(f"{what} is missing (CI installs it with Debian's zookeeper packages)")
+    pytest.skip(f"needs {what}")
 
 
 def free_port() -> int:
@@ -116,20 +127,24 @@ class ServerProcess:
         cfg.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return cfg
 
+    def command(self, cfg: Path, java_only: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment that run this server on cfg: the -D switches
+        (`jvm_flags`) go to Java on its command line and to zkpy in SERVER_JVMFLAGS, as
+        zkServer.sh passes them; `java_only` flags are for the JVM alone (e.g. log4j)."""
+        env = dict(os.environ)
+        if self.kind == "reference":
+            return (["java", "-Xmx512m", "-cp", ":".join(REFERENCE_JARS + NETTY_JARS),
+                     f"-Dzookeeper.log.dir={self.workdir}", *java_only, *self.jvm_flags,
+                     "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)], env)
+        if self.jvm_flags:
+            env["SERVER_JVMFLAGS"] = " ".join(self.jvm_flags)
+        return [sys.executable, "-m", "zkpy.server.main", "start", str(cfg)], env
+
     def start(self) -> ServerProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg = self.write_config()
         log = self.workdir / "server.log"
-        if self.kind == "reference":
-            cmd = ["java", "-Xmx512m", "-cp", ":".join(REFERENCE_JARS + NETTY_JARS),
-                   f"-Dzookeeper.log.dir={self.workdir}", *self.jvm_flags,
-                   "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
-            env = dict(os.environ)
-        else:
-            cmd = [sys.executable, "-m", "zkpy.server.main", "start", str(cfg)]
-            env = dict(os.environ)
-            if self.jvm_flags:
-                env["SERVER_JVMFLAGS"] = " ".join(self.jvm_flags)
+        cmd, env = self.command(cfg)
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                          cwd=self.workdir)

@@ -8,9 +8,7 @@ A torn tail (the last, partly written entries after a crash) is normal and is dr
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -69,23 +67,12 @@ def _start_expecting_refusal(srv: ServerProcess, timeout: float = 60.0) -> tuple
     srv.workdir.mkdir(parents=True, exist_ok=True)
     cfg = srv.write_config()
     log = srv.workdir / "refused.log"
-    if srv.kind == "reference":
-        from tests.conftest import REFERENCE_JARS
-
-        props = srv.workdir / "log4j.properties"
-        props.write_text("log4j.rootLogger=INFO, CONSOLE\n"
-                         "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
-                         "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
-                         "log4j.appender.CONSOLE.layout.ConversionPattern=%p %c{1}: %m%n\n")
-        cmd = ["java", "-Xmx512m", "-cp", ":".join(REFERENCE_JARS), f"-Dzookeeper.log.dir={srv.workdir}",
-               f"-Dlog4j.configuration=file:{props}", *srv.jvm_flags,
-               "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
-        env = dict(os.environ)
-    else:
-        cmd = [sys.executable, "-m", "zkpy.server.main", "start", str(cfg)]
-        env = dict(os.environ)
-        if srv.jvm_flags:
-            env["SERVER_JVMFLAGS"] = " ".join(srv.jvm_flags)
+    props = srv.workdir / "log4j.properties"  # Java's refusal on stdout, in the log
+    props.write_text("log4j.rootLogger=INFO, CONSOLE\n"
+                     "log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+                     "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
+                     "log4j.appender.CONSOLE.layout.ConversionPattern=%p %c{1}: %m%n\n")
+    cmd, env = srv.command(cfg, [f"-Dlog4j.configuration=file:{props}"])
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=srv.workdir)
     deadline = time.monotonic() + timeout

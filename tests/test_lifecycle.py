@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REFERENCE_AVAILABLE, ServerProcess, start_server, wait_serving
+from tests.conftest import REFERENCE_AVAILABLE, ServerProcess, require_tool, start_server, wait_serving
 from tests.ensemble import Ensemble
 from zkpy.server.config import build_config
 from zkpy.server.lifecycle import PID_NAME, ClientEndpoint, client_endpoint
@@ -205,10 +205,10 @@ def test_progress_lines_above_the_threshold(tmp_path: Path) -> None:
     assert "replayed 40 txns (to zxid 0x" in text and "replayed 50" not in text
 
 
-@pytest.mark.skipif(not (REFERENCE_AVAILABLE and ZKSERVER_SH.exists()), reason="needs Debian's zkServer.sh")
 def test_same_output_as_zkserver_sh(zkpy_server: ServerProcess) -> None:
     """zkServer.sh status prints what `zkpy-server status` prints (zkpy adds a Zxid line),
     and zkServer.sh stop stops a zkpy server through the pid file zkpy wrote."""
+    require_tool(REFERENCE_AVAILABLE and ZKSERVER_SH.exists(), "Debian's zkServer.sh")
     cfg = str(zkpy_server.workdir / "zoo.cfg")
 
     def sh(cmd: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import free_port
+from tests.conftest import free_port, require_tool
 from tests.tlscerts import PASSWORD, Pki, make_pki
 from zkpy.server.config import ConfigError, build_config
 from zkpy.server.tls import _ava, client_id
@@ -64,8 +64,8 @@ def test_missing_file_and_bad_settings(pki: Pki) -> None:
         assert str(e.value).startswith(f"{key}: ") and "\n" not in str(e.value), str(e.value)
 
 
-@pytest.mark.skipif(not shutil.which("keytool"), reason="needs the JDK's keytool")
 def test_jks_is_refused_with_the_conversion_command(pki: Pki, tmp_path: Path) -> None:
+    require_tool(bool(shutil.which("keytool")), "the JDK's keytool")
     raw = config(pki, **pki.server_cfg(store="jks"))
     with pytest.raises(ConfigError, match=r"^ssl.keyStore.type: .*`keytool -importkeystore "
                                           r"-srckeystore .*server.jks -srcstoretype JKS .*"

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -97,12 +98,7 @@ def status_cmd(config: str, timeout: float) -> None:
     when it is serving, 1 when it cannot be reached."""
     from zkpy.server import lifecycle
 
-    cfg = _load_or_exit(config)
-    click.echo(f"Using config: {config}", err=True)
-    lines, code = lifecycle.status(cfg, timeout)
-    for line in lines:
-        click.echo(line)
-    sys.exit(code)
+    _lifecycle_command(lifecycle.status, config, timeout)
 
 
 @cli.command("stop")
@@ -114,9 +110,15 @@ def stop_cmd(config: str, timeout: float) -> None:
     to end."""
     from zkpy.server import lifecycle
 
+    _lifecycle_command(lifecycle.stop, config, timeout)
+
+
+def _lifecycle_command(run: Callable[[Config, float], tuple[list[str], int]], config: str,
+                       timeout: float) -> None:
+    """status/stop as zkServer.sh: "Using config" on stderr, the answer, its exit code."""
     cfg = _load_or_exit(config)
     click.echo(f"Using config: {config}", err=True)
-    lines, code = lifecycle.stop(cfg, timeout)
+    lines, code = run(cfg, timeout)
     for line in lines:
         click.echo(line)
     sys.exit(code)

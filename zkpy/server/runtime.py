@@ -211,6 +211,8 @@ class ServerRuntime:
             try:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):
+                # no signal handlers off the main thread (or without Unix signals): whoever
+                # runs the server there stops it with request_stop()
                 pass
         try:
             await self.start()
