@@ -269,3 +269,42 @@ def test_prometheus_endpoint_parses_and_moves() -> None:
     finally:
         srv.stop()
         shutil.rmtree(srv.workdir, ignore_errors=True)
+
+
+def test_a_client_that_never_reads_its_answers_holds_bounded_memory() -> None:
+    """Pipelined GETs from a client that never reads: the AdminServer stops reading its
+    requests once about WRITE_HIGH_WATER of answers wait (as client connections do), so
+    the server does not buffer every answer; other admin clients are still served."""
+    admin = free_port()
+    srv = start("zkpy", {"admin.enableServer": "true", "admin.serverPort": str(admin),
+                         "admin.serverAddress": "127.0.0.1"})
+    try:
+        size = len(get(admin, "/commands/monitor")[2])
+        count = min(20000, (300 << 20) // size)  # ~300 MB of answers if all were buffered
+        assert srv.proc is not None
+        rss = Path(f"/proc/{srv.proc.pid}/status")
+
+        def rss_mb() -> float:
+            line = next(x for x in rss.read_text().splitlines() if x.startswith("VmRSS:"))
+            return int(line.split()[1]) / 1024
+
+        before = rss_mb()
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", admin))
+        s.setblocking(False)
+        request = b"GET /commands/monitor HTTP/1.1\r\nHost: x\r\n\r\n" * count
+        sent, deadline = 0, time.monotonic() + 5
+        while sent < len(request) and time.monotonic() < deadline:  # the server may stop reading
+            try:
+                sent += s.send(request[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(2)
+        grown = rss_mb() - before
+        assert get(admin, "/commands/ruok")[0] == 200  # another client is served
+        s.close()
+        assert grown < 60, f"RSS grew by {grown:.0f} MB for {count} unread answers of {size} bytes"
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.workdir, ignore_errors=True)

@@ -21,6 +21,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 log = logging.getLogger("zkpy.server")
 
 MAX_HEAD = 8192
+# Answers waiting for a client to read them above which no further request is read or
+# processed (a client that pipelines `dump`s and never reads holds at most about this).
+WRITE_HIGH_WATER = 256 * 1024
 REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
            413: "Request Header Fields Too Large", 500: "Server Error", 502: "Bad Gateway",
            505: "HTTP Version Not Supported"}
@@ -59,10 +62,23 @@ class HttpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._busy = False  # an awaitable answer is pending: requests after it wait
+        self._blocked = False  # the client is not reading its answers: requests wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_HIGH_WATER // 4)
         self._arm()
+
+    def pause_writing(self) -> None:
+        self._blocked = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._blocked = False
+        if self.transport is not None and not self._closing and not self._busy:
+            self.transport.resume_reading()
+            self._process()
 
     def _arm(self) -> None:
         if self._timer is not None:
@@ -87,7 +103,7 @@ class HttpConnection(asyncio.Protocol):
         self._process()
 
     def _process(self) -> None:
-        while not self._closing and not self._busy:
+        while not self._closing and not self._busy and not self._blocked:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_HEAD:
@@ -153,7 +169,7 @@ class HttpConnection(asyncio.Protocol):
             resp = _error(500)
         self._busy = False
         self._send(resp, head_only, close)
-        if self.transport is not None and not self._closing:
+        if self.transport is not None and not self._closing and not self._blocked:
             self.transport.resume_reading()
             self._process()
 
