@@ -9,6 +9,13 @@ The client speaks the wire protocol directly: each connection keeps `depth` requ
 flight (pipelining) and every reply is checked for an error code.  With --procs the
 connections are spread over several processes so the client is not the bottleneck;
 the client's own CPU time is reported.
+
+`compare` also reads the servers' CPU time from /proc/PID/stat (utime+stime, with reaped
+children such as a forked snapshot writer) and the machine's from /proc/stat around the
+load phase of each run, and reports server CPU per operation and busy cores (per member
+and summed for an ensemble), the client's busy cores, and the cores used by everything
+else on the machine.  A run in which the client or the machine may have been the limit
+is flagged (see LIMIT_* below).
 """
 
 from __future__ import annotations
@@ -42,6 +49,13 @@ WORKLOADS = ["get", "exists", "set", "create", "mixed", "multi"]
 SPECIAL = ["watch", "large-tree"]
 DATA = b"x" * 100
 KEYS = 100  # nodes the get/set/exists workloads spread over
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+NCPU = os.cpu_count() or 1
+# A run is flagged when the load generator kept this much of a core busy (one Python
+# process cannot do more than one), or when the machine's busy cores reached this share
+# of all cores (then the servers competed with the client and the other tenants).
+LIMIT_CLIENT_CORES = 0.85
+LIMIT_MACHINE_SHARE = 0.9
 
 
 @dataclass
@@ -52,6 +66,7 @@ class Result:
     seconds: float = 0.0
     client_cpu: float = 0.0
     lat_ms: list[float] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def ops_per_s(self) -> float:
@@ -67,7 +82,8 @@ class Result:
         return {"workload": self.workload, "ops": self.ops, "errors": self.errors,
                 "ops_per_s": round(self.ops_per_s, 1), "p50_ms": round(self.pct(0.5), 3),
                 "p99_ms": round(self.pct(0.99), 3), "p999_ms": round(self.pct(0.999), 3),
-                "client_cpu_s": round(self.client_cpu, 2)}
+                "client_cpu_s": round(self.client_cpu, 2),
+                **{k: round(v, 2) for k, v in self.cpu.items()}}
 
 
 def frame(xid: int, op: int, body: bytes) -> bytes:
@@ -268,7 +284,10 @@ async def _cleanup(hosts: str, base: str) -> None:
     await c.close()
 
 
-def run_workload(hosts: str, workload: str, conns: int, depth: int, duration: float, procs: int) -> Result:
+def run_workload(hosts: str, workload: str, conns: int, depth: int, duration: float, procs: int,
+                 pids: dict[str, int] | None = None) -> Result:
+    """One load phase between setup and cleanup; with pids (name -> server process), the
+    CPU counters are read around the load phase only and land in `Result.cpu`."""
     base = f"/bench-{os.getpid()}-{random.randrange(1 << 30)}"
     asyncio.run(_setup(hosts, base))
     try:
@@ -279,11 +298,13 @@ def run_workload(hosts: str, workload: str, conns: int, depth: int, duration: fl
         for s in shares:
             jobs.append((hl, workload, base, s, depth, duration, first))
             first += s
+        before = CpuSample.take(pids or {})
         if procs == 1:
             parts = [_proc_main(jobs[0])]
         else:
             with mp.get_context("spawn").Pool(procs) as pool:
                 parts = pool.map(_proc_main, jobs)
+        after = CpuSample.take(pids or {})
         res = Result(workload)
         for p in parts:
             res.ops += p["ops"]
@@ -291,6 +312,7 @@ def run_workload(hosts: str, workload: str, conns: int, depth: int, duration: fl
             res.seconds = max(res.seconds, p["seconds"])
             res.client_cpu += p["client_cpu"]
             res.lat_ms += p["lat_ms"]
+        res.cpu = cpu_figures(before, after, res.ops, res.client_cpu)
         return res
     finally:
         asyncio.run(_cleanup(hosts, base))
@@ -364,6 +386,79 @@ async def large_tree(hosts: str, count: int, depth: int = 256) -> Result:
     res.ops, res.errors = count, errors
     await c.close()
     return res
+
+
+# ---- CPU accounting from /proc --------------------------------------------------------------
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of a process (all its threads, and its reaped
+    children) in seconds; 0.0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; fields from #3 on
+    return sum(int(f) for f in fields[11:15]) / CLK_TCK
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores since boot, from /proc/stat."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0, 0
+    vals = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+    idle = vals[3] + vals[4]
+    return sum(vals) - idle, sum(vals)
+
+
+@dataclass
+class CpuSample:
+    """The CPU counters read before and after a load phase."""
+
+    servers: dict[str, float]
+    busy: int
+    total: int
+    wall: float
+
+    @classmethod
+    def take(cls, pids: dict[str, int]) -> CpuSample:
+        busy, total = machine_jiffies()
+        return cls({name: proc_cpu_seconds(pid) for name, pid in pids.items()}, busy, total,
+                   time.perf_counter())
+
+
+def cpu_figures(before: CpuSample, after: CpuSample, ops: int, client_cpu: float) -> dict[str, float]:
+    """Server CPU per op (µs) and busy cores, per member and summed; client and other cores."""
+    wall = max(after.wall - before.wall, 1e-9)
+    figs: dict[str, float] = {}
+    total = 0.0
+    for name, t0 in before.servers.items():
+        used = max(0.0, after.servers.get(name, t0) - t0)
+        total += used
+        if len(before.servers) > 1:
+            figs[f"{name}_us_op"] = used / ops * 1e6 if ops else 0.0
+            figs[f"{name}_cores"] = used / wall
+    figs["srv_us_op"] = total / ops * 1e6 if ops else 0.0
+    figs["srv_cores"] = total / wall
+    figs["cli_cores"] = client_cpu / wall
+    dt = after.total - before.total
+    machine = (after.busy - before.busy) / dt * NCPU if dt > 0 else 0.0
+    figs["mach_cores"] = machine
+    figs["other_cores"] = max(0.0, machine - figs["srv_cores"] - figs["cli_cores"])
+    return figs
+
+
+def limits(figs: dict[str, float]) -> list[str]:
+    """Why this run may not show the server's own limit."""
+    why = []
+    if figs.get("cli_cores", 0.0) >= LIMIT_CLIENT_CORES:
+        why.append(f"client-bound ({figs['cli_cores']:.2f} cores)")
+    if figs.get("mach_cores", 0.0) >= LIMIT_MACHINE_SHARE * NCPU:
+        why.append(f"machine saturated ({figs['mach_cores']:.2f} of {NCPU} cores busy, "
+                   f"{figs.get('other_cores', 0.0):.2f} by other processes)")
+    return why
 
 
 # ---- servers for side-by-side runs ------------------------------------------------------------
@@ -441,6 +536,11 @@ class Server:
         self.wait_serving()
         return time.perf_counter() - t0
 
+    def pids(self) -> dict[str, int]:
+        """The process whose CPU counts as this server's (its threads and reaped children)."""
+        assert self.proc is not None
+        return {"srv": self.proc.pid}
+
     def rss_mb(self) -> float:
         assert self.proc is not None
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -488,6 +588,19 @@ class Cluster:
     def rss_mb(self) -> float:
         return sum(m.rss_mb() for m in self.members)
 
+    def pids(self) -> dict[str, int]:
+        """Members named by role: `leader`, then `fol1`, `fol2` in member order."""
+        out: dict[str, int] = {}
+        others = 0
+        for m in self.members:
+            assert m.proc is not None
+            if m.mode() == "leader" and "leader" not in out:
+                out["leader"] = m.proc.pid
+            else:
+                others += 1
+                out[f"fol{others}"] = m.proc.pid
+        return out
+
     def stop(self) -> None:
         for m in self.members:
             m.stop()
@@ -526,6 +639,7 @@ def _du_mb(path: Path) -> float:
 
 def _print_table(rows: list[dict]) -> None:
     cols = ["workload", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "errors", "client_cpu_s"]
+    cols += sorted({k for r in rows for k in r} - set(cols))
     print("  ".join(f"{c:>12}" for c in cols))
     for r in rows:
         print("  ".join(f"{r.get(c, ''):>12}" for c in cols))
@@ -539,7 +653,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         elif w == "large-tree":
             res = asyncio.run(large_tree(a.hosts, a.count))
         else:
-            res = run_workload(a.hosts, w, a.conns, a.depth, a.duration, a.procs)
+            pids = {name: int(pid) for name, pid in (kv.split("=", 1) for kv in a.pid)}
+            res = run_workload(a.hosts, w, a.conns, a.depth, a.duration, a.procs, pids)
+            for why in limits(res.cpu):
+                print(f"LIMITED: {w}: {why}", file=sys.stderr)
         rows.append(res.summary())
     _print_table(rows)
     if a.json:
@@ -558,6 +675,8 @@ def cmd_compare(a: argparse.Namespace) -> int:
     for s in servers.values():
         s.start()
     table: dict[tuple[str, str, str], list[float]] = {}
+    flagged: list[str] = []
+    load_start = os.getloadavg()
     try:
         for rnd in range(a.rounds):
             for w in a.workload.split(","):
@@ -567,10 +686,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
                         res = asyncio.run(watch_fanout(s.hosts, a.sessions))
                         figs = {"ms": statistics.median(res.lat_ms)}
                     else:
-                        res = run_workload(s.hosts, w, a.conns, a.depth, a.duration, a.procs)
+                        res = run_workload(s.hosts, w, a.conns, a.depth, a.duration, a.procs, s.pids())
                         if res.errors:
                             print(f"{kind} {w}: {res.errors} errors", file=sys.stderr)
-                        figs = {"ops_per_s": res.ops_per_s, "p50_ms": res.pct(0.5), "p99_ms": res.pct(0.99)}
+                        figs = {"ops_per_s": res.ops_per_s, "p50_ms": res.pct(0.5), "p99_ms": res.pct(0.99),
+                                **res.cpu}
+                        why = limits(res.cpu)
+                        if why:
+                            flagged.append(f"round {rnd + 1} {w} {kind}: " + "; ".join(why))
                     for f, v in figs.items():
                         table.setdefault((w, f, kind), []).append(v)
                     print(f"round {rnd + 1} {w:>7} {kind:>9}: " +
@@ -600,14 +723,26 @@ def cmd_compare(a: argparse.Namespace) -> int:
         shutil.rmtree(root, ignore_errors=True)
     rows = []
     mode = "3-server ensembles" if a.ensemble else "standalone"
-    print(f"\n{mode}: conns={a.conns} depth={a.depth} duration={a.duration}s rounds={a.rounds} (medians)")
-    print(f"{'workload':>10} {'figure':>10} {'zkpy':>12} {'zookeeper':>12} {'zkpy/zk':>8}")
-    for w, f in sorted({(w, f) for (w, f, _k) in table}):
+    load_end = os.getloadavg()
+    print(f"\n{mode}: conns={a.conns} depth={a.depth} procs={a.procs} duration={a.duration}s "
+          f"rounds={a.rounds} (medians); {NCPU} cores, load average "
+          f"{load_start[0]:.2f}/{load_start[1]:.2f} at the start, {load_end[0]:.2f}/{load_end[1]:.2f} "
+          f"at the end (1/5 min)")
+    print("  srv_us_op: server CPU per op (all members), srv_cores: its busy cores, "
+          "cli_cores: the load generator's, other_cores: the rest of the machine's")
+    print(f"{'workload':>10} {'figure':>12} {'zkpy':>12} {'zookeeper':>12} {'zkpy/zk':>8}")
+    order = ["ops_per_s", "p50_ms", "p99_ms", "srv_us_op", "srv_cores"]
+    for w, f in sorted({(w, f) for (w, f, _k) in table},
+                       key=lambda wf: (wf[0], order.index(wf[1]) if wf[1] in order else len(order), wf[1])):
+        if (w, f, "zkpy") not in table or (w, f, "zookeeper") not in table:
+            continue
         z = statistics.median(table[(w, f, "zkpy")])
         r = statistics.median(table[(w, f, "zookeeper")])
         ratio = z / r if r else float("nan")
         rows.append({"workload": w, "figure": f, "zkpy": z, "zookeeper": r, "ratio": ratio})
-        print(f"{w:>10} {f:>10} {z:>12.3f} {r:>12.3f} {ratio:>8.2f}")
+        print(f"{w:>10} {f:>12} {z:>12.3f} {r:>12.3f} {ratio:>8.2f}")
+    for line in flagged:
+        print(f"LIMITED: {line}")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))
     return 0
@@ -648,6 +783,8 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--json", help="also write the results to this file")
         if name == "run":
             sp.add_argument("--hosts", default="127.0.0.1:2181")
+            sp.add_argument("--pid", action="append", default=[], metavar="NAME=PID",
+                            help="a server process whose CPU per op to report (repeatable)")
         else:
             sp.add_argument("--rounds", type=int, default=3)
             sp.add_argument("--large", action="store_true", help="also large-tree, RSS, stop and restart")
