@@ -14,7 +14,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.security import make_acl
 
-from tests.conftest import KINDS, start_server
+from tests.conftest import KINDS, ServerProcess, start_server
+from tests.ensemble import Ensemble, require_reference, wait_until
+from tests.rawclient import ACL, Op, RawClient, enc_long, enc_string, path_version_body
+from tests.rawclient import create_body as raw_create
 
 LOG4J = """log4j.rootLogger=WARN, CONSOLE
 log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
@@ -57,13 +60,29 @@ def _lines(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_audit_lines_match_the_reference(kind: str, tmp_path: Path) -> None:
+def _audited_server(kind: str, tmp_path: Path, extra: dict[str, str] | None = None
+                    ) -> tuple[ServerProcess, Path]:
     audit = tmp_path / "audit.log"
     props = tmp_path / "log4j.properties"
     props.write_text(LOG4J.format(audit=audit))
-    srv = start_server(kind, {"zkpy.audit.file": str(audit)} if kind == "zkpy" else {},
+    cfg = dict(extra or {})
+    if kind == "zkpy":
+        cfg["zkpy.audit.file"] = str(audit)
+    srv = start_server(kind, cfg,
                        ["-Dzookeeper.audit.enable=true", f"-Dlog4j.configuration=file:{props}"])
+    return srv, audit
+
+
+def _wait_lines(audit: Path, n: int) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + 10
+    while len(_lines(audit)) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _lines(audit)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_audit_lines_match_the_reference(kind: str, tmp_path: Path) -> None:
+    srv, audit = _audited_server(kind, tmp_path)
     try:
         c = KazooClient(hosts=srv.hosts, timeout=10)
         c.start(timeout=15)
@@ -89,11 +108,95 @@ def test_audit_lines_match_the_reference(kind: str, tmp_path: Path) -> None:
         c.delete("/a", recursive=True)
         c.stop()
         c.close()
-        deadline = time.monotonic() + 10
-        while len(_lines(audit)) < len(EXPECTED) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        got = _wait_lines(audit, len(EXPECTED))
     finally:
         srv.stop()
         shutil.rmtree(srv.workdir, ignore_errors=True)
-    got = _lines(audit)
     assert got[:len(EXPECTED)] == EXPECTED
+
+
+B = "session=S\tuser=bob,127.0.0.1\tip=127.0.0.1\t"
+ANON = "session=S\tuser=127.0.0.1\tip=127.0.0.1\t"
+GONE = f"session=S\tuser={getpass.getuser()}\toperation=ephemeralZNodeDeletionOnSessionCloseOrExpire\t"
+FAILURES_AND_SESSION_ENDS = [
+    ("INFO", B + "operation=create\tznode=/a\tznode_type=persistent\tresult=success"),
+    ("ERROR", B + "operation=create\tznode=/a\tznode_type=persistent\tresult=failure"),
+    ("ERROR", B + "operation=create\tznode=/a/\tznode_type=persistent\tresult=failure"),
+    ("ERROR", B + "operation=create\tznode=/nonode/s\tznode_type=persistent_sequential"
+              "\tresult=failure"),
+    ("INFO", B + "operation=create\tznode=/a/b\tznode_type=persistent\tresult=success"),
+    ("ERROR", B + "operation=delete\tznode=/a\tresult=failure"),
+    ("ERROR", B + "operation=delete\tznode=/a/b\tresult=failure"),
+    ("ERROR", B + "operation=setData\tznode=/a/b\tresult=failure"),
+    ("ERROR", B + "operation=setAcl\tznode=/zz\tacl=world:anyone:cdrwa\tresult=failure"),
+    ("INFO", B + "operation=create\tznode=/na\tznode_type=persistent\tresult=success"),
+    ("ERROR", B + "operation=setAcl\tznode=/na\tacl=world:anyone:cdrwa\tresult=failure"),
+    ("ERROR", B + "operation=setData\tznode=/na\tresult=failure"),
+    ("ERROR", B + "operation=reconfig\tresult=failure"),
+    ("INFO", B + "operation=create\tznode=/c\tznode_type=container\tresult=success"),
+    ("ERROR", B + "operation=delete\tznode=/zookeeper\tresult=failure"),
+    ("ERROR", B + "operation=multiOperation\tresult=failure"),
+    # a closed session's ephemerals, then an expired one's: no client, the server's user
+    ("INFO", ANON + "operation=create\tznode=/a/e1\tznode_type=ephemeral\tresult=success"),
+    ("INFO", GONE + "znode=/a/e1\tresult=success"),
+    ("INFO", ANON + "operation=create\tznode=/a/x1\tznode_type=ephemeral\tresult=success"),
+    ("INFO", GONE + "znode=/a/x1\tresult=success"),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_audit_failures_reconfig_and_ephemerals_of_ended_sessions(kind: str,
+                                                                   tmp_path: Path) -> None:
+    """Failed writes (each an error txn), a refused reconfig, a createTTL (not audited in
+    3.8) and the ephemerals deleted at a session's close and at its expiry."""
+    srv, audit = _audited_server(kind, tmp_path, {"tickTime": "500",
+                                                  "extendedTypesEnabled": "true"})
+    try:
+        with RawClient(srv.port) as c:
+            c.auth("digest", b"bob:x")
+            assert c.create("/a", b"x").err == 0
+            assert c.create("/a", b"x").err == -110  # NODEEXISTS
+            assert c.create("/a/", b"x").err == -8  # BADARGUMENTS
+            assert c.create("/nonode/s", b"", flags=2, op=Op.CREATE2).err == -101
+            assert c.create("/ttl", b"", flags=5, op=Op.CREATE_TTL, ttl=60000).err == 0
+            assert c.create("/a/b", b"x").err == 0
+            assert c.delete("/a").err == -111  # NOTEMPTY
+            assert c.delete("/a/b", 5).err == -103  # BADVERSION
+            assert c.set_data("/a/b", b"", 7).err == -103
+            assert c.set_acl("/zz", [ACL(31, "world", "anyone")]).err == -101
+            assert c.create("/na", b"", acl=[ACL(1, "world", "anyone")]).err == 0
+            assert c.set_acl("/na", [ACL(31, "world", "anyone")]).err == -102  # NOAUTH
+            assert c.set_data("/na", b"").err == -102
+            reconfig = enc_string(None) + enc_string(None) + enc_string("server.1=h:1:2") + enc_long(-1)
+            assert c.call(Op.RECONFIG, reconfig).err == -123  # RECONFIGDISABLED
+            assert c.call(Op.CREATE_CONTAINER, raw_create("/c", b"", flags=4)).err == 0
+            assert c.delete("/zookeeper").err == -8
+            multi = [(Op.CREATE, raw_create("/m", b"")), (Op.CHECK, path_version_body("/a", 9))]
+            assert c.multi(multi).err == 0
+        with RawClient(srv.port) as c:
+            assert c.create("/a/e1", b"", flags=1).err == 0
+        c = RawClient(srv.port, session_timeout=1000)
+        assert c.create("/a/x1", b"", flags=1).err == 0
+        c.close_socket()  # and let the session expire
+        got = _wait_lines(audit, len(FAILURES_AND_SESSION_ENDS) + 1)
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.workdir, ignore_errors=True)
+    assert got[1:] == FAILURES_AND_SESSION_ENDS
+
+
+def test_every_member_of_a_mixed_ensemble_logs_the_ephemerals_of_a_closed_session() -> None:
+    """The ephemeral deletions are logged by each member as it applies the closeSession
+    (zkpy and Java alike); the client's create only by the member holding the connection."""
+    require_reference()
+    with Ensemble(["zkpy", "zkpy", "reference"], jvm_flags=["-Dzookeeper.audit.enable=true"]) as ens:
+        ens.start(timeout=60)
+        for via in (ens[1], ens[3]):
+            path = f"/e-{via.kind}"
+            with RawClient(via.client_port) as c:
+                assert c.create(path, b"", flags=1).err == 0
+            gone = f"operation=ephemeralZNodeDeletionOnSessionCloseOrExpire\tznode={path}\t"
+            wait_until(lambda g=gone: all(g in m.log_text() for m in ens.members.values()), 20,
+                       f"every member to log the deletion of {path}")
+            created = f"operation=create\tznode={path}\tznode_type=ephemeral\tresult=success"
+            assert [m.sid for m in ens.members.values() if created in m.log_text()] == [via.sid]

@@ -341,13 +341,18 @@ class DataTree:
         paths = list(txn.paths) if isinstance(txn, CloseSessionTxn) else []
         # older logs carry no path list: the tree's own index is the truth then
         paths += [p for p in sorted(self.ephemerals.get(sid, ())) if p not in paths]
+        # one DELETE result per path, NONODE for one not deleted (the audit log's lines)
+        subs = []
         for p in paths:
             node = self.nodes.get(p)
             if node is None or node.owner == sid:  # missing: still moves the parent's pzxid
-                self._delete(p, hdr.zxid, events)
+                err = self._delete(p, hdr.zxid, events).err
+            else:
+                err = Err.NONODE
+            subs.append(ApplyResult(err, p, op=OpCode.DELETE))
         self.ephemerals.pop(sid, None)
         self.sessions.pop(sid, None)
-        return ApplyResult(0)
+        return ApplyResult(0, subs=subs)
 
     def _multi(self, t: MultiTxn, hdr: TxnHeader, events: list[Event]) -> ApplyResult:
         failed = any(isinstance(sub, ErrorTxn) for _, sub in t.txns)

@@ -9,9 +9,14 @@ values left out), then `result=success|failure|invoked`:
     session=0x100...\tuser=bob,127.0.0.1\tip=127.0.0.1\toperation=create\tznode=/a\tznode_type=persistent\tresult=success
 
 Audited: serverStart and serverStop; create, create2 and createContainer (not createTTL,
-as in 3.8), delete, setData, setAcl (with the ACL as ZKUtil.aclToString writes it), and
-multi (one line per create/delete/setData when it succeeds, one multiOperation failure
-line when it fails), each logged by the server that holds the client's connection.
+as in 3.8), delete, setData, setAcl (with the ACL as ZKUtil.aclToString writes it),
+reconfig, and multi (one line per create/delete/setData when it succeeds, one
+multiOperation failure line when it fails), each logged by the server that holds the
+client's connection, failures included.  The ephemeral nodes a closeSession deletes
+(the client's close or an expiry) get one
+`ephemeralZNodeDeletionOnSessionCloseOrExpire` line each, as the server's user with no
+ip, from every member that applies the txn, as Java's DataTree does; unlike Java, not
+again when a server replays its txn log at start-up (the deletion happened once).
 `zkpy.audit.file=PATH` sends the lines to PATH (appended, `%(asctime)s %(levelname)s
 audit: message`); without it they go wherever the "zkpy.audit" logger propagates (the
 server log).
@@ -39,6 +44,7 @@ _CREATE_MODES = {0: "persistent", 1: "ephemeral", 2: "persistent_sequential",
 _CREATES = (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER)
 _SUB_CREATES = (*_CREATES, OpCode.CREATE_TTL)
 _DELETES = (OpCode.DELETE, OpCode.DELETE_CONTAINER)
+_EPHEMERAL_DELETION = "ephemeralZNodeDeletionOnSessionCloseOrExpire"
 
 
 def perm_string(perms: int) -> str:
@@ -71,6 +77,16 @@ def event_line(result: str, session: str | None = None, user: str | None = None,
     pairs = (("session", session), ("user", user), ("ip", ip), ("operation", operation),
              ("znode", znode), ("znode_type", znode_type), ("acl", acl))
     return "\t".join([f"{k}={v}" for k, v in pairs if v is not None] + [f"result={result}"])
+
+
+def _session_hex(session_id: int) -> str:
+    """Long.toHexString: the two's-complement bits, no padding."""
+    return f"0x{session_id & 0xFFFFFFFFFFFFFFFF:x}"
+
+
+def _client(conn: ClientConnection) -> dict[str, str | None]:
+    return {"session": _session_hex(conn.session_id), "user": users(conn.auth_ids),
+            "ip": conn.peer_ip}
 
 
 class AuditLog:
@@ -114,10 +130,22 @@ class AuditLog:
     def server_stop(self) -> None:
         self._emit("invoked", user=self.server_user, operation="serverStop")
 
+    def ephemerals_deleted(self, session_id: int, deletes: Sequence[ApplyResult]) -> None:
+        """The ephemeral nodes a closeSession txn deleted (or found gone: failure),
+        logged as the server's user by every member that applies the txn, as Java's
+        DataTree.deleteNodes (which has no client, so no ip)."""
+        session = _session_hex(session_id)
+        for r in deletes:
+            self._emit("failure" if r.err else "success", session=session,
+                       user=self.server_user, operation=_EPHEMERAL_DELETION, znode=r.path)
+
+    def refused(self, conn: ClientConnection, operation: str) -> None:
+        """An audited request answered with an error before it became a txn."""
+        self._emit("failure", **_client(conn), operation=operation)
+
     def write(self, conn: ClientConnection, op: int, req: Any, res: ApplyResult) -> None:
         """A write answered on conn (res: its applied result; an error txn has res.err)."""
-        base = {"session": f"0x{conn.session_id & 0xFFFFFFFFFFFFFFFF:x}",
-                "user": users(conn.auth_ids), "ip": conn.peer_ip}
+        base = _client(conn)
         result = "failure" if res.err else "success"
         path = getattr(req, "path", None)
         if op in _CREATES:
@@ -137,6 +165,9 @@ class AuditLog:
             self._emit(result, **base, operation="setAcl", znode=path, acl=acl_string(acl))
         elif op == OpCode.MULTI:
             self._multi(base, req, res)
+        elif op == OpCode.RECONFIG:  # the txn is a setData of /zookeeper/config
+            self._emit(result, **base, operation="reconfig",
+                       znode=None if res.err else "/zookeeper/config")
 
     def _multi(self, base: dict[str, str | None], req: Any, res: ApplyResult) -> None:
         if res.err:  # refused as a whole (e.g. by a read-only or failed server)

@@ -596,6 +596,8 @@ class ZooKeeperServer:
         if hdr.type == OpCode.CLOSE_SESSION:
             self.sessions.remove(sid)
             self.touched.pop(sid, None)
+            if self.audit is not None and res.subs:
+                self.audit.ephemerals_deleted(sid, res.subs)
         conn = e.conn
         if conn is None:
             conn = self.local_sessions.get(sid)
@@ -723,6 +725,8 @@ class ZooKeeperServer:
             elif op == OpCode.WHO_AM_I:
                 body = session_requests.who_am_i(conn.auth_ids)
             elif op == OpCode.RECONFIG:
+                if self.audit is not None:
+                    self.audit.refused(conn, "reconfig")
                 raise KeeperError(Err.RECONFIGDISABLED if not self.config.reconfig_enabled
                                   else Err.UNIMPLEMENTED)
             else:
