@@ -359,6 +359,11 @@ class Ensemble:
         chosen = list(sids) if sids is not None else list(self.members)
         return ",".join(self.members[s].hosts for s in chosen)
 
+    def client_hosts(self, sids: Iterable[int] | None = None) -> str:
+        """The connect string of a new client (a hook: the Jepsen harness gives each client
+        its own fault proxies in front of the members' client ports)."""
+        return self.hosts(sids)
+
     def client(self, *sids: int, timeout: float = 10.0, start_timeout: float = 20.0, **kw: Any) -> Any:
         """A started kazoo client on the given members (all members when none are given)."""
         from kazoo.client import KazooClient
@@ -366,7 +371,7 @@ class Ensemble:
         kw.setdefault("connection_retry", {"max_tries": -1, "delay": 0.05, "backoff": 1.5,
                                            "max_delay": 0.5})
         kw.setdefault("command_retry", {"max_tries": 0})
-        c = KazooClient(hosts=self.hosts(sids or None), timeout=timeout, **kw)
+        c = KazooClient(hosts=self.client_hosts(sids or None), timeout=timeout, **kw)
         self.clients.append(c)
         c.start(timeout=start_timeout)
         return c

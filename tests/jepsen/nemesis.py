@@ -21,14 +21,20 @@ new connections are accepted but not forwarded until healed); `reset` -- close t
 link's connections and every new one at once (a refused/reset connection).  One-way
 partitions blackhole only one direction of a link's connections.
 
-What it cannot do: the client port is not proxied, so clients reach every member whatever
-the partition (a client on the minority side talks to a member that has lost quorum,
-which is realistic for a server-side partition but not a client-side one); there is no
-packet-level loss, reordering, duplication or latency jitter (TCP hides those anyway);
-clocks are not skewed; and the election connection's first message (which announces the
-dialer's election address for dial-backs, QuorumCnxManager's protocol V1/V2) is rewritten
-by the proxy to announce the proxy of the reverse link -- the one place where the proxy
-understands the protocol.
+Clients go through proxies too: every kazoo client the ensemble makes gets its own link
+to each member's client port (`kind` "client", `src` the client's number), and its
+connect string names those, so one client can be cut from the member it is connected to
+(its session must move to another member) without touching the others, and all clients
+can be cut from one member (the leader, say) while the quorum links stay up.  The
+four-letter words the harness itself sends (`srvr`, to find the leader) go to the real
+client ports.  A member on the minority side of a quorum partition stays reachable by
+clients, as it would be in a network split that left clients with it.
+
+What it cannot do: there is no packet-level loss, reordering, duplication or latency
+jitter (TCP hides those anyway); clocks are not skewed; and the election connection's
+first message (which announces the dialer's election address for dial-backs,
+QuorumCnxManager's protocol V1/V2) is rewritten by the proxy to announce the proxy of
+the reverse link -- the one place where the proxy understands the protocol.
 
 Disk faults (`disk-full`), without server hooks: one member's dataDir is a tmpfs
 (`mount_tmpfs`, needs root and a `mount` that may mount there; without them the fault is
@@ -51,7 +57,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,6 +186,20 @@ class FaultProxy:
 
         self.loop.call_soon_threadsafe(apply)
 
+    def client_links(self, client: int | None = None, member: int | None = None) -> list[Link]:
+        """The client-port links of one client and/or to one member."""
+        return [link for (src, dst, kind), link in self.links.items() if kind == "client"
+                and (client is None or src == client) and (member is None or dst == member)]
+
+    def connected(self, link: Link) -> bool:
+        """Whether the link carries a connection now (the proxy's own sockets count)."""
+        return bool(link.writers)
+
+    def cut_links(self, links: list[Link], reset: bool = False) -> None:
+        """Blackhole (or reset) these links in both directions."""
+        for link in links:
+            self._set(link, False, False, reset)
+
     def cut(self, a: int, b: int, oneway: bool = False, reset: bool = False) -> None:
         """Stop the bytes a sends b (and, unless `oneway`, those b sends a), on both ports
         and on connections either side dialed."""
@@ -266,6 +286,7 @@ class ProxiedEnsemble(Ensemble):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.proxy = FaultProxy()
+        self.next_client = 1
         for ma in self.members.values():
             for mb in self.members.values():
                 if ma is not mb:
@@ -277,6 +298,15 @@ class ProxiedEnsemble(Ensemble):
 
     def __enter__(self) -> ProxiedEnsemble:
         return self
+
+    def client_hosts(self, sids: Iterable[int] | None = None) -> str:
+        """A new client number with its own proxy in front of each chosen member's client
+        port; the connect string names the proxies."""
+        n = self.next_client
+        self.next_client += 1
+        chosen = list(sids) if sids is not None else list(self.members)
+        links = [self.proxy.add(n, sid, "client", self.members[sid].client_port) for sid in chosen]
+        return ",".join(f"127.0.0.1:{link.listen_port}" for link in links)
 
     def server_line_for(self, writer: Member, m: Member) -> str:
         if writer is m:
@@ -314,6 +344,9 @@ FAULTS = {
     "pause": ("pause-short", "pause-long", "pause-leader"),
     "partition": ("partition-halves", "partition-leader", "partition-oneway", "partition-reset"),
     "disk": ("disk-full",),  # the member whose dataDir is a tmpfs (Nemesis.disk_sid)
+    # a client cut from the member it is connected to (blackhole or reset: its session must
+    # move), or every client cut from the leader (which keeps its quorum)
+    "client": ("client-cut", "client-reset", "client-isolate-leader"),
 }
 
 TMPFS_SIZE = "1g"  # room for a run's logs and snapshots; tmpfs only uses what it holds
@@ -468,6 +501,8 @@ class Nemesis:
             for sid in chosen:
                 ens[sid].start()
             detail = "servers " + ",".join(map(str, sorted(chosen)))
+        elif fault in ("client-cut", "client-reset", "client-isolate-leader"):
+            detail = self._cut_clients(fault, target)
         elif fault in ("pause-short", "pause-long", "pause-leader"):
             m = self._leader() if fault == "pause-leader" else None
             m = m or ens[sids[target % len(sids)]]
@@ -500,6 +535,29 @@ class Nemesis:
             self._wait(self.hold)
             ens.proxy.heal()
         self.events.append(Event(t, time.monotonic(), fault, detail))
+
+    def _cut_clients(self, fault: str, target: int) -> str:
+        """Cut one client from the member(s) it is connected to, or all clients from the
+        leader; hold, heal.  What was cut."""
+        proxy = self.ens.proxy
+        if fault == "client-isolate-leader":
+            leader = self._leader()
+            if leader is None:
+                return "skipped: no leader"
+            links = proxy.client_links(member=leader.sid)
+            detail = f"all clients -/- server.{leader.sid} (leader)"
+        else:
+            busy = sorted({link.src for link in proxy.client_links() if proxy.connected(link)})
+            if not busy:
+                return "skipped: no client connected"
+            client = busy[target % len(busy)]
+            links = [link for link in proxy.client_links(client) if proxy.connected(link)]
+            how = "reset" if fault == "client-reset" else "cut"
+            detail = f"client {client} {how} from server " + ",".join(str(link.dst) for link in links)
+        proxy.cut_links(links, reset=fault == "client-reset")
+        self._wait(self.hold)
+        proxy.heal()
+        return detail
 
     def heal_all(self) -> None:
         self.ens.proxy.heal()

@@ -97,3 +97,19 @@ def test_initial_message_rewrite() -> None:
     version, sid, n = head.unpack_from(out)
     assert (version, sid, out[head.size:]) == (-65536, 3, b"127.0.0.1:7777") and n == 14
     assert _rewrite_initial(7777)(struct.pack(">q", 3)) == struct.pack(">q", 3)
+
+
+def test_client_links_cut_one_client_only(proxy: FaultProxy, echo_port: int) -> None:
+    mine = proxy.add(1, 1, "client", echo_port)
+    other = proxy.add(2, 1, "client", echo_port)
+    assert proxy.client_links(client=1) == [mine] and proxy.client_links(member=1) == [mine, other]
+    with socket.create_connection(("127.0.0.1", mine.listen_port)) as a, \
+            socket.create_connection(("127.0.0.1", other.listen_port)) as b:
+        assert roundtrip(a, b"a") == b"a" and roundtrip(b, b"b") == b"b"
+        assert proxy.connected(mine) and proxy.connected(other)
+        proxy.cut_links([mine])
+        assert roundtrip(a, b"held", timeout=0.5) is None
+        assert roundtrip(b, b"still") == b"still"  # the other client's link is untouched
+        proxy.heal()
+        a.settimeout(2)
+        assert a.recv(4096) == b"held"
