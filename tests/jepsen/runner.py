@@ -25,8 +25,8 @@ Workloads (each worker runs one, round-robin over the chosen ones):
   getData on the same session, which must return a version > v0; each registration must
   deliver at most one event.  kazoo fires a NONE event at every registered watch when a
   connection is lost (it does not re-register watches); such a registration ends there.
-  The nemeses rarely expire a session (clients reach every member, so they reconnect in
-  time), so a session worker now and then expires its own: a twin client attaches to the
+  The nemeses rarely expire a session (a cut client reaches another member, so it
+  reconnects in time), so a session worker now and then expires its own: a twin client attaches to the
   session with its id and password and closes it (`expire` ops in the history).
 
 A request without an answer within `op_timeout`, or ended by ConnectionLoss or session
@@ -51,7 +51,7 @@ from typing import Any
 from tests.ensemble import wait_converged
 from tests.jepsen import checker
 from tests.jepsen.history import Op, Recorder, counts, dump
-from tests.jepsen.nemesis import Nemesis, ProxiedEnsemble, mount_tmpfs, umount
+from tests.jepsen.nemesis import Event, Nemesis, ProxiedEnsemble, mount_tmpfs, umount
 
 REGISTERS = [f"r{i}" for i in range(5)]
 DEFINITE = ("BadVersionError", "NoNodeError", "NodeExistsError")
@@ -84,6 +84,9 @@ class RunResult:
     details: dict[str, str]
     converged: str
     out_dir: Path
+    t0: float = 0.0  # monotonic time the workload started (history and timeline are relative to it)
+    timeline: list[Event] = field(default_factory=list)
+    lost: int = 0  # acknowledged set adds and queue enqueues missing at the end
 
     @property
     def valid(self) -> bool:
@@ -425,7 +428,10 @@ def _replicas_agree(ens: ProxiedEnsemble) -> str:
         return f"DIVERGED: {str(e)[:300]}"
     seen: dict[int, tuple[Any, ...]] = {}
     for m in ens.members.values():
-        c = ens.client(m.sid, timeout=10.0)
+        try:
+            c = ens.client(m.sid, timeout=10.0)
+        except Exception as e:  # a member that serves srvr but takes no session: a finding
+            return f"UNREADABLE: server.{m.sid} took no session: {e!r}"
         try:
             regs = tuple(c.get(f"/jepsen/{r}")[0] for r in REGISTERS)
             seen[m.sid] = (regs, tuple(sorted(c.get_children("/jepsen/set"))),
@@ -454,7 +460,18 @@ def _ephemerals_left(ens: ProxiedEnsemble) -> dict[int, list[str]]:
     return seen
 
 
-def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
+def _progress(rec: Recorder, nem: Nemesis, t0: float) -> str:
+    """One line while a run goes: completions so far by type, the last nemesis event."""
+    by_type: dict[str, int] = {}
+    for op in rec.snapshot():
+        by_type[op.type] = by_type.get(op.type, 0) + 1
+    last = nem.events[-1].line(t0).strip() if nem.events else "none yet"
+    return (f"  {time.monotonic() - t0:5.0f}s: ok={by_type.get('ok', 0)} fail={by_type.get('fail', 0)} "
+            f"info={by_type.get('info', 0)}; last fault {last}")
+
+
+def run(cfg: RunConfig, log: Callable[[str], None] = print, progress: float = 10.0) -> RunResult:
+    """One run; `log` gets a progress line every `progress` s of workload."""
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     out = cfg.out_dir or Path(tempfile.mkdtemp(prefix=f"jepsen-{cfg.seed}-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -493,8 +510,12 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
                 w.start()
             nem.start()
             try:
+                next_note = t0 + progress
                 while time.monotonic() < deadline and any(w.is_alive() for w in workers):
                     time.sleep(0.2)
+                    if time.monotonic() >= next_note:
+                        next_note += progress
+                        log(_progress(rec, nem, t0))
             finally:
                 halt.set()
                 nem.stop()
@@ -510,6 +531,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
                 converged += f" (nemesis error: {nem.error!r})"
             history = rec.snapshot()
             events = [e.line(t0) for e in nem.events]
+            timeline = list(nem.events)
             dump(history, out / "history.jsonl")
             (out / "nemesis.txt").write_text("\n".join(events) + "\n")
             if any(w.is_alive() for w in workers):
@@ -525,6 +547,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
             umount(disk_dir)
     verdicts: dict[str, str] = {}
     details: dict[str, str] = {}
+    lost = 0
     if "register" in cfg.workloads:
         t = time.monotonic()
         r = checker.check_register([op for op in history if op.key in REGISTERS], init=0)
@@ -538,6 +561,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         s = checker.check_set([op for op in history if op.key == "set"])
         verdicts["set"] = "valid" if s.valid else "invalid"
         details["set"] = s.summary()
+        lost += len(s.lost)
     if "ids" in cfg.workloads:
         u = checker.check_unique_ids(history)
         verdicts["ids"] = "valid" if u.valid else "invalid"
@@ -550,6 +574,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         q = checker.check_queue([op for op in history if op.key == "queue"])
         verdicts["queue"] = "valid" if q.valid else "invalid"
         details["queue"] = q.summary()
+        lost += len(q.lost)
     if sessions is not None:
         with sessions.lock:
             e = checker.check_ephemerals(dict(sessions.owners), set(sessions.expired), left)
@@ -558,6 +583,6 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print) -> RunResult:
         details["ephemeral"] = e.summary() + ("" if left else " (replicas not read)")
         verdicts["watch"] = "valid" if wr.valid else "invalid"
         details["watch"] = wr.summary()
-    result = RunResult(cfg, history, events, verdicts, details, converged, out)
+    result = RunResult(cfg, history, events, verdicts, details, converged, out, t0, timeline, lost)
     (out / "summary.txt").write_text(result.summary() + "\n")
     return result
