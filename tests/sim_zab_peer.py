@@ -8,6 +8,7 @@ tests/sim_zab_fakes.py.  tests/sim_zab.py holds the scenarios and the command li
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.sim_zab_fakes import Core, DiskView, Link
@@ -36,7 +37,7 @@ from zkpy.jute.txns import SetDataTxn, TxnHeader, encode_txn
 from zkpy.zab.executors import LeaderExecutor, LearnerExecutor, load_tree
 from zkpy.zab.leader import Leader
 from zkpy.zab.learner import Learner, Stage
-from zkpy.zab.packets import PacketType
+from zkpy.zab.packets import PacketType, QuorumPacket
 
 TICK = 200  # tickTime (ms); initLimit and syncLimit are in ticks as in zoo.cfg
 INIT_LIMIT = 10
@@ -72,6 +73,11 @@ class Simulator(World):
         # (sid, by_leader): end that learner's role (or its leader's) as soon as a sync
         # packet put it in the middle of a sync
         self.end_in_sync: tuple[int, bool] | None = None
+        # Scripted faults (tests/sim_zk_regressions.py): crash_point(node, where) -> True
+        # crashes that member at that durable write; on_deliver(conn, dest, packets) runs
+        # as packets reach a member, before it handles them.
+        self.crash_point: Callable[[Node, str], bool] | None = None
+        self.on_deliver: Callable[[Conn, int, list[QuorumPacket]], None] | None = None
         self.role_seq = 0
         self.write_seq = 0
         self.epoch_leader: dict[int, int] = {}  # epoch -> role id of the leader that established it
@@ -356,7 +362,8 @@ class Simulator(World):
                       f"the leader had applied {mark} when the sync arrived")
 
     def maybe_crash(self, n: Node, where: str) -> None:
-        if self.crash_mid and self.rng.random() < self.crash_mid:
+        if (self.crash_point is not None and self.crash_point(n, where)) or \
+                (self.crash_mid and self.rng.random() < self.crash_mid):
             self.log(f"{n.sid} crashes {where}")
             self.crash(n.sid)
             raise Crashed
@@ -414,6 +421,10 @@ class Simulator(World):
                 n.executor.run(n.role.learner_lost(conn.handle))
             return
         pkts = [pkt for pkt, _raw in items]
+        if self.on_deliver is not None:
+            self.on_deliver(conn, dest, pkts)
+            if not n.alive or n.role_id != conn.role_ids[dest]:
+                return
         if dest == TO_LEADER:
             for pkt in pkts:
                 if pkt.type == PacketType.REQUEST and pkt.data and pkt.data[12:16] == SYNC_OP:
