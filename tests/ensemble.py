@@ -7,6 +7,9 @@ the server id) on free 127.0.0.1 ports, each with its own workdir/data directory
 stopped individually (`start`, `kill` = SIGKILL, `stop` = SIGTERM, `pause`/`resume` =
 SIGSTOP/SIGCONT, `wipe` = empty the data dir but keep myid), and `wait_ready` polls `srvr`
 until every running member (or the ones named) reports a mode with exactly one leader.
+With `keep_config` a member's zoo.cfg is written on its first start only (a server with
+reconfigEnabled rewrites it), and a member's `config_sids` limits the `server.N` lines its
+first zoo.cfg lists (e.g. a joiner that knows the current members and itself).
 
 Every process and kazoo client an Ensemble creates is tracked and torn down by `close()`
 (use the ensemble as a context manager or from a fixture).
@@ -127,6 +130,8 @@ class Member:
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
         self.extra: dict[str, str] = {}
+        # the servers its first zoo.cfg lists (None: every member), e.g. a joiner's view
+        self.config_sids: set[int] | None = None
 
     def __repr__(self) -> str:
         return f"<server.{self.sid} {self.kind}{' observer' if self.observer else ''} :{self.client_port}>"
@@ -153,6 +158,9 @@ class Member:
 
     def write_config(self) -> Path:
         e = self.ensemble
+        cfg = self.workdir / "zoo.cfg"
+        if e.keep_config and cfg.exists():
+            return cfg  # rewritten by the server (reconfigEnabled): a restart keeps its reconfigs
         lines = {
             "tickTime": str(e.tick_time),
             "initLimit": str(e.init_limit),
@@ -170,9 +178,9 @@ class Member:
         lines.update(e.extra)
         lines.update(self.extra)
         for m in e.members.values():
-            lines[f"server.{m.sid}"] = e.server_line_for(self, m)
+            if self.config_sids is None or m.sid in self.config_sids:
+                lines[f"server.{m.sid}"] = e.server_line_for(self, m)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        cfg = self.workdir / "zoo.cfg"
         cfg.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return cfg
 
@@ -278,7 +286,7 @@ class Ensemble:
 
     def __init__(self, kinds: Sequence[str], observers: Iterable[int] = (), tick_time: int = 500,
                  init_limit: int = 10, sync_limit: int = 5, extra: dict[str, str] | None = None,
-                 jvm_flags: Sequence[str] = ()) -> None:
+                 jvm_flags: Sequence[str] = (), keep_config: bool = False) -> None:
         if "reference" in kinds:
             require_reference()
         self.root = Path(tempfile.mkdtemp(prefix="zk-ensemble-"))
@@ -287,6 +295,7 @@ class Ensemble:
         self.sync_limit = sync_limit
         self.extra = dict(extra or {})
         self.jvm_flags = list(jvm_flags)
+        self.keep_config = keep_config
         obs = set(observers)
         self.members: dict[int, Member] = {}
         for i, kind in enumerate(kinds, start=1):
