@@ -46,6 +46,15 @@ def test_wrong_key_store_password_names_the_key(pki: Pki, store: str) -> None:
         build_config(config(pki, **{"ssl.keyStore.location": str(path), "ssl.keyStore.password": "wrong"}))
 
 
+def test_handshake_limit_is_read_not_warned_about(pki: Pki) -> None:
+    key = "netty.server.outstandingHandshake.limit"
+    cfg = build_config(config(pki, **{key: "250"}))
+    assert cfg.tls is not None and cfg.tls.handshake_limit == 250 and not cfg.warnings
+    for off in ("-1", "0"):  # Java's default and "none"
+        tls = build_config(config(pki, **{key: off})).tls
+        assert tls is not None and tls.handshake_limit == 0
+
+
 def test_missing_file_and_bad_settings(pki: Pki) -> None:
     cases = {
         "ssl.keyStore.location": {"ssl.keyStore.location": "/nonexistent/k.pem"},
@@ -56,6 +65,7 @@ def test_missing_file_and_bad_settings(pki: Pki) -> None:
         "ssl.authProvider": {"ssl.authProvider": "custom"},
         "ssl.crl": {"ssl.crl": "true"},
         "ssl.keyStore.type": {"ssl.keyStore.location": str(pki.ca_pem.with_suffix(".crt"))},
+        "netty.server.outstandingHandshake.limit": {"netty.server.outstandingHandshake.limit": "many"},
     }
     shutil.copy(pki.ca_pem, pki.ca_pem.with_suffix(".crt"))
     for key, over in cases.items():

@@ -63,6 +63,7 @@ TLS_KEYS = {
     "ssl.trustStore.location", "ssl.trustStore.password", "ssl.trustStore.passwordPath",
     "ssl.trustStore.type", "ssl.clientAuth", "ssl.protocol", "ssl.enabledProtocols", "ssl.ciphersuites",
     "ssl.hostnameVerification", "ssl.authProvider", "X509AuthenticationProvider.superUser",
+    "netty.server.outstandingHandshake.limit",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.

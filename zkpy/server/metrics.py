@@ -92,6 +92,7 @@ MEASURED: frozenset[str] = frozenset({
     "stale_sessions_expired", "learner_proposal_received_count",
     "learner_commit_received_count", "proposal_count",
     "zkpy_inline_syncs", "zkpy_thread_syncs", "zkpy_fsync_thread_handoffs",
+    "tls_handshake_exceeded", "unsuccessful_handshake",
 })
 
 
@@ -199,6 +200,7 @@ class ServerMetrics:
         self.commit_count = c["commit_count"]
         self.learner_proposals = c["learner_proposal_received_count"]
         self.learner_commits = c["learner_commit_received_count"]
+        self.outstanding_tls_handshake = 0  # a gauge: server/tls_listener.py keeps it
         self.watchers_by_event = {
             1: s["node_created_watch_count"], 2: s["node_deleted_watch_count"],
             3: s["node_changed_watch_count"], 4: s["node_children_watch_count"],

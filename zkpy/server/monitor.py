@@ -66,7 +66,7 @@ def gauge_rows(server: ZooKeeperServer) -> list[tuple[str, Value]]:
         ("last_client_response_size", -1),
         ("max_client_response_size", -1),
         ("min_client_response_size", -1),
-        ("outstanding_tls_handshake", 0),
+        ("outstanding_tls_handshake", METRICS.outstanding_tls_handshake),
         ("auth_failed_count", st.auth_failed),
         ("non_mtls_remote_conn_count", 0),
         ("non_mtls_local_conn_count", 0),

@@ -142,7 +142,7 @@ class ServerRuntime:
         tls = self.tls
         role = self.role
         listener = TlsListener(lambda: ClientConnection(role.core), lambda: tls.context, unified,
-                               cfg.sessionless_cnxn_timeout_ms / 1000.0)
+                               cfg.sessionless_cnxn_timeout_ms / 1000.0, cfg.tls.handshake_limit)
         await listener.open(*address)
         if unified:
             self.unified_listener = listener

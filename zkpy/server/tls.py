@@ -73,6 +73,7 @@ DEFAULT_SUITES = (
 )
 PROTOCOLS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
              "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+HANDSHAKE_LIMIT = "netty.server.outstandingHandshake.limit"
 STORE_EXTENSIONS = {".jks": "JKS", ".pem": "PEM", ".p12": "PKCS12", ".bcfks": "BCFKS"}
 CLIENT_AUTH = {"none": ssl.CERT_NONE, "want": ssl.CERT_OPTIONAL, "need": ssl.CERT_REQUIRED}
 # ssl.* keys that ask for something zkpy cannot do: refused rather than ignored.
@@ -105,6 +106,9 @@ class TlsSettings:
     hostname_verification: bool  # parsed as Java does; a server never checks client names
     super_user: str | None  # X509AuthenticationProvider.superUser
     cert_reload: bool  # client.certReload: rebuild the context when a store file changes
+    # netty.server.outstandingHandshake.limit: connections accepted but not yet through
+    # their handshake (or, with port unification, not yet known to be plain); 0: no limit
+    handshake_limit: int = 0
 
 
 def _password(raw: dict[str, str], key: str) -> str:
@@ -194,7 +198,20 @@ def parse_tls_settings(raw: dict[str, str]) -> TlsSettings:
         hostname_verification=raw.get("ssl.hostnameVerification", "true").strip().lower() != "false",
         super_user=raw.get("X509AuthenticationProvider.superUser") or None,
         cert_reload=raw.get("client.certReload", "").strip().lower() == "true",
+        handshake_limit=_handshake_limit(raw),
     )
+
+
+def _handshake_limit(raw: dict[str, str]) -> int:
+    """Netty's zookeeper.netty.server.outstandingHandshake.limit: -1 (the default) or 0
+    mean none."""
+    value = raw.get(HANDSHAKE_LIMIT, "").strip()
+    if not value:
+        return 0
+    try:
+        return max(int(value), 0)
+    except ValueError:
+        raise ConfigError(f"{HANDSHAKE_LIMIT}: '{value}' is not an integer") from None
 
 
 def _ciphers(value: str | None) -> str:

@@ -7,6 +7,17 @@ taking them (MSG_PEEK) and hand the untouched socket to `loop.connect_accepted_s
 with or without TLS, and (b) every TLS connection gets the context current when it was
 accepted, which is how a reloaded certificate takes effect.  The protocol object and its
 back-pressure (`ClientConnection`) are the same as on the plain port.
+
+Handshakes are bounded as Netty's (NettyServerCnxnFactory): with
+`zookeeper.netty.server.outstandingHandshake.limit` > 0, a connection counts from its
+accept until its TLS handshake ends (or, on a unified port, until its first bytes say
+plain), and a connection accepted while `limit` are counted is closed at once, before
+any TLS work (mntr `tls_handshake_exceeded`; `outstanding_tls_handshake` is the
+count).  Unlike Java 3.8, whose factory reads its `secure` flag before it is set, the
+limit holds on secureClientPort too.  Each counted connection has
+nio.sessionlessCnxnTimeout (10 s, as Netty's SslHandler's default handshake timeout) to
+finish, so silent clients cannot keep the slots: Java puts no time limit on the first
+bytes of a unified port, where a few silent connections hold the slots for good.
 """
 
 from __future__ import annotations
@@ -16,6 +27,8 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
+
+from zkpy.server.metrics import METRICS
 
 log = logging.getLogger("zkpy.tls")
 
@@ -39,11 +52,14 @@ class TlsListener:
     """Accepts clients on one address; `unified` serves plain clients too."""
 
     def __init__(self, protocol_factory: Callable[[], asyncio.Protocol],
-                 context: Callable[[], ssl.SSLContext], unified: bool, timeout: float) -> None:
+                 context: Callable[[], ssl.SSLContext], unified: bool, timeout: float,
+                 handshake_limit: int = 0) -> None:
         self._factory = protocol_factory
         self._context = context
         self.unified = unified
         self._timeout = timeout  # for the first bytes and for the TLS handshake
+        self._limit = handshake_limit  # 0: none
+        self.handshaking = 0  # connections counted against the limit now
         self.sock: socket.socket | None = None
         self._sniffing: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,6 +96,13 @@ class TlsListener:
             except OSError as e:  # EMFILE and friends: log, keep listening
                 log.warning("accept failed: %s", e)
                 return
+            if self._limit:
+                if self.handshaking >= self._limit:
+                    METRICS.inc("tls_handshake_exceeded")
+                    log.debug("%d TLS handshakes in progress: connection closed", self.handshaking)
+                    conn.close()
+                    continue
+                self._counted(1)
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.unified:
@@ -108,7 +131,14 @@ class TlsListener:
             return
         _, timer = self._sniffing.pop(fd)
         timer.cancel()
+        if not tls:
+            self._counted(-1)
         self._serve(conn, tls)
+
+    def _counted(self, n: int) -> None:
+        if self._limit:
+            self.handshaking += n
+            METRICS.outstanding_tls_handshake += n
 
     def _rearm(self, conn: socket.socket) -> None:
         if conn.fileno() in self._sniffing and self._loop is not None:
@@ -123,6 +153,7 @@ class TlsListener:
         entry = self._sniffing.pop(conn.fileno(), None)
         if entry is not None:
             entry[1].cancel()
+            self._counted(-1)
         conn.close()
 
     def _serve(self, conn: socket.socket, tls: bool) -> None:
@@ -146,8 +177,12 @@ class TlsListener:
         except (TimeoutError, OSError) as e:  # ssl.SSLError and ConnectionError are OSErrors
             # a failed handshake (plain text on a TLS port, an untrusted or missing client
             # certificate, a timeout) ends this connection only
+            METRICS.inc("unsuccessful_handshake")
             log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], e)
             conn.close()
+        finally:
+            if tls:
+                self._counted(-1)
 
     def close(self) -> None:
         if self.sock is not None and self._loop is not None:
@@ -158,6 +193,7 @@ class TlsListener:
             if self._loop is not None:
                 self._loop.remove_reader(conn.fileno())
             conn.close()
+            self._counted(-1)
         self._sniffing.clear()
         for t in self._tasks:
             t.cancel()
