@@ -179,3 +179,35 @@ def test_inert_or_disabled_protection_keys_are_warnings(tmp_path: Path, line: st
     assert any(w.startswith(key) and ("Java-only" in w or "does nothing without secureClientPort" in w
                                      or "is off" in w)
                for w in c.warnings), c.warnings
+
+
+@pytest.mark.parametrize("line,message", [
+    ("security.auth_to_local=RULE:[1:$1@$0](.*@EXAMPLE.COM)s/@.*//", "no Kerberos name rules"),
+    ("DigestAuthenticationProvider.digestAlg=WHIRLPOOL", "unknown digest algorithm 'WHIRLPOOL'"),
+    ("admin.forceHttps=true", "has no HTTPS"),
+])
+def test_security_settings_zkpy_cannot_honour_stop_start_up(tmp_path: Path, line: str,
+                                                            message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, f"dataDir=/d\nclientPort=2181\n{line}\n"), env={})
+    assert str(e.value).startswith(line.split("=", 1)[0] + ": ") and message in str(e.value)
+
+
+def test_audit_logger_class_is_refused_only_with_the_audit_log_on(tmp_path: Path) -> None:
+    line = "audit.impl.class=com.example.SplunkAuditLogger\n"
+    with pytest.raises(ConfigError, match=r"^audit.impl.class: zkpy cannot load com.example"):
+        load_config(write(tmp_path, f"dataDir=/d\naudit.enable=true\n{line}"), env={})
+    assert not load_config(write(tmp_path, f"dataDir=/d\n{line}"), env={}).warnings
+    slf4j = "audit.impl.class=org.apache.zookeeper.audit.Slf4jAuditLogger\n"
+    assert not load_config(write(tmp_path, f"dataDir=/d\naudit.enable=true\n{slf4j}"), env={}).warnings
+
+
+def test_sasl_and_digest_settings_are_read(tmp_path: Path) -> None:
+    env = {"SERVER_JVMFLAGS": "-Dzookeeper.letAnySaslUserDoX=anyone "
+                              "-Dzookeeper.DigestAuthenticationProvider.digestAlg=sha3-256 "
+                              "-Dzookeeper.security.auth_to_local=DEFAULT"}
+    c = load_config(write(tmp_path, "dataDir=/d\n"), env=env)
+    assert (c.any_sasl_user_id, c.digest_algorithm, c.warnings) == ("anyone", "sha3_256", [])
+    assert load_config(write(tmp_path, "dataDir=/d\n"), env={}).digest_algorithm == "sha1"
+    off = "dataDir=/d\nadmin.enableServer=false\nadmin.forceHttps=true\n"
+    assert not load_config(write(tmp_path, off), env={}).warnings

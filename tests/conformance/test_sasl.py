@@ -5,6 +5,8 @@ against zkpy and the reference server started with the same JAAS file and flags.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import shutil
 import struct
@@ -266,6 +268,47 @@ def test_enforce_auth_digest(kind: str, tmp_path: Path) -> None:
             assert raw_login(c, "bob", "bobsecret").err == 0
             assert c.get_data("/").err == 0
     finally:
+        s.stop()
+        shutil.rmtree(s.workdir, ignore_errors=True)
+
+
+def _sha256_digest(user: str, password: str) -> str:
+    h = hashlib.sha256(f"{user}:{password}".encode()).digest()
+    return f"{user}:{base64.b64encode(h).decode()}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_let_any_sasl_user_and_digest_algorithm(kind: str, tmp_path: Path) -> None:
+    """letAnySaslUserDoX=anyone: ACL sasl:anyone admits every SASL user (and nobody
+    else); digestAlg=SHA-256: digest ids and the superDigest are SHA-256."""
+    s = _start(kind, tmp_path, [
+        "-Dzookeeper.letAnySaslUserDoX=anyone",
+        "-Dzookeeper.DigestAuthenticationProvider.digestAlg=SHA-256",
+        f"-Dzookeeper.DigestAuthenticationProvider.superDigest={_sha256_digest('super', 'pw')}"])
+    base = f"/any-{os.getpid()}"
+    bob, alice = _kazoo(s, "bob", "bobsecret"), _kazoo(s, "alice", "alicesecret")
+    carol, root = KazooClient(hosts=s.hosts, timeout=10), KazooClient(hosts=s.hosts, timeout=10)
+    clients = (bob, alice, carol, root)
+    try:
+        for c in clients:
+            c.start(timeout=15)
+        bob.create(base, b"any", acl=[make_acl("sasl", "anyone", all=True)])
+        bob.create(base + "-bob", b"bob", acl=[make_acl("sasl", "bob", all=True)])
+        bob.create(base + "-carol", b"carol",
+                   acl=[make_acl("digest", _sha256_digest("carol", "pw"), all=True)])
+        assert alice.get(base)[0] == b"any"
+        with pytest.raises(NoAuthError):
+            alice.get(base + "-bob")
+        carol.add_auth("digest", "carol:pw")
+        assert carol.get(base + "-carol")[0] == b"carol"
+        with pytest.raises(NoAuthError):
+            carol.get(base)  # not a SASL user
+        root.add_auth("digest", "super:pw")
+        assert root.get(base + "-bob")[0] == b"bob"
+    finally:
+        for c in clients:
+            c.stop()
+            c.close()
         s.stop()
         shutil.rmtree(s.workdir, ignore_errors=True)
 

@@ -17,11 +17,34 @@ AuthId = tuple[str, str]  # (scheme, id)
 AUTHENTICATING_SCHEMES = frozenset({"digest", "sasl", "x509"})
 
 
-def digest_id(user_password: str) -> str:
-    """'user:password' -> 'user:base64(sha1(user:password))'."""
+# Java MessageDigest names (matched case-insensitively, as getInstance) -> hashlib names,
+# for DigestAuthenticationProvider.digestAlg
+DIGEST_ALGORITHMS = {
+    "SHA1": "sha1", "SHA-1": "sha1", "SHA": "sha1", "MD5": "md5",
+    "SHA-224": "sha224", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512",
+    "SHA-512/224": "sha512_224", "SHA-512/256": "sha512_256",
+    "SHA3-224": "sha3_224", "SHA3-256": "sha3_256", "SHA3-384": "sha3_384", "SHA3-512": "sha3_512",
+}
+
+
+def digest_id(user_password: str, algorithm: str = "sha1") -> str:
+    """'user:password' -> 'user:base64(H(user:password))', H the hashlib algorithm
+    (DigestAuthenticationProvider.generateDigest; SHA1 unless digestAlg says otherwise)."""
     user = user_password.split(":", 1)[0]
-    h = hashlib.sha1(user_password.encode("utf-8")).digest()
+    h = hashlib.new(algorithm, user_password.encode("utf-8")).digest()
     return f"{user}:{base64.b64encode(h).decode('ascii')}"
+
+
+# zookeeper.letAnySaslUserDoX: an ACL `sasl:<this id>` matches every SASL-authenticated
+# connection (SASLAuthenticationProvider.matches).  Java reads it from a system property
+# on each check; zkpy sets it once at start-up (`allow_any_sasl_user`), a process-wide
+# setting as Java's.
+_any_sasl_user_id: str | None = None
+
+
+def allow_any_sasl_user(acl_id: str | None) -> None:
+    global _any_sasl_user_id
+    _any_sasl_user_id = acl_id
 
 
 _JAVA_INT = re.compile(r"[+-]?\d+")
@@ -214,7 +237,8 @@ def check_acl(
             if scheme == "ip":
                 if ip_matches(ident, a.id):
                     return True
-            elif ident == a.id or (scheme == "sasl" and ident == "super"):
+            elif ident == a.id or (scheme == "sasl" and (ident == "super"
+                                                         or a.id == _any_sasl_user_id)):
                 return True
     return False
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zkpy.datatree.acl import DIGEST_ALGORITHMS
 from zkpy.server.audit import AuditLog
 from zkpy.server.jaas import JaasError, load_jaas
 from zkpy.server.sasl import SaslSettings
@@ -50,7 +51,9 @@ KNOWN_KEYS = {
     "java.security.auth.login.config", "sasl.serverconfig", "kerberos.removeHostFromPrincipal",
     "kerberos.removeRealmFromPrincipal", "SASLAuthenticationProvider.superPassword",
     "enforce.auth.enabled", "enforce.auth.schemes", "sessionRequireClientSASLAuth",
-    "allowSaslFailedClients", "superUser", "enforceQuota",
+    "allowSaslFailedClients", "superUser", "enforceQuota", "letAnySaslUserDoX",
+    "DigestAuthenticationProvider.digestAlg", "security.auth_to_local", "audit.impl.class",
+    "admin.forceHttps",
     "audit.enable", "zkpy.audit.file",  # the audit log (server/audit.py)
     # the log file (server/logfile.py) and start-up progress lines (persistence/recovery.py)
     "log.dir", "log.file", "log.maxfilesize", "log.maxbackupindex",
@@ -79,7 +82,7 @@ JAVA_ONLY_PREFIXES = (
     "emulate353TTLNodes", "electionPortBindRetry", "fastleader.",
     "connectToLearnerMasterLimit", "quorumListenOnAllIPs", "observerMasterPort",
     "oraclePath",
-    "leader.maxTimeToWaitForEpoch", "DigestAuthenticationProvider.digestAlg",
+    "leader.maxTimeToWaitForEpoch",
     "client.portUnification", "enforce.auth.", "sessionRequireClientSASLAuth",
     "allowSaslFailedClients", "superUser",
 )
@@ -123,6 +126,8 @@ class Config:
     skip_acl: bool = False
     super_digest: str | None = None
     digest_enabled: bool = True
+    digest_algorithm: str = "sha1"  # DigestAuthenticationProvider.digestAlg, as hashlib names it
+    any_sasl_user_id: str | None = None  # letAnySaslUserDoX (datatree/acl.py)
     read_only_mode: bool = False
     snap_count: int = 100000
     pre_alloc_size_kb: int = 65536
@@ -313,6 +318,37 @@ def _refuse_missing_protection(raw: dict[str, str]) -> None:
                               "digest, ip, sasl and x509); remove the key or use Apache ZooKeeper")
 
 
+def _digest_algorithm(raw: dict[str, str]) -> str:
+    """DigestAuthenticationProvider.digestAlg (Java's MessageDigest name; SHA1 by default):
+    an algorithm Java has and zkpy not stops start-up, as Java stops on one it lacks."""
+    name = raw.get("DigestAuthenticationProvider.digestAlg", "").strip() or "SHA1"
+    algorithm = DIGEST_ALGORITHMS.get(name.upper())
+    if algorithm is None:
+        raise ConfigError(f"DigestAuthenticationProvider.digestAlg: unknown digest algorithm "
+                          f"'{name}' (use one of {', '.join(DIGEST_ALGORITHMS)})")
+    return algorithm
+
+
+def _refuse_unsupported_security(raw: dict[str, str]) -> None:
+    """Security settings zkpy cannot honour stop start-up rather than do nothing: Kerberos
+    name rules (zkpy applies only the DEFAULT rule, i.e. none), an audit logger class
+    (zkpy's audit lines go to its own logger; server/audit.py), and an AdminServer asked
+    to serve HTTPS only (zkpy's serves plain HTTP)."""
+    if raw.get("admin.forceHttps", "").strip().lower() == "true" \
+            and raw.get("admin.enableServer", "true").strip() != "false":
+        raise ConfigError("admin.forceHttps: zkpy's AdminServer has no HTTPS; set "
+                          "admin.enableServer=false or use Apache ZooKeeper")
+    rules = raw.get("security.auth_to_local", "DEFAULT").strip()
+    if rules != "DEFAULT":
+        raise ConfigError("security.auth_to_local: zkpy has no Kerberos name rules (only "
+                          "DEFAULT); SASL names would map to other ids than in Java")
+    audit_class = raw.get("audit.impl.class", "").strip()
+    if audit_class and audit_class != "org.apache.zookeeper.audit.Slf4jAuditLogger" \
+            and raw.get("audit.enable", "").strip().lower() == "true":
+        raise ConfigError(f"audit.impl.class: zkpy cannot load {audit_class}; its audit lines "
+                          "go to the zkpy.audit logger (zkpy.audit.file=PATH for a file)")
+
+
 _DIGEST_LOGIN = "org.apache.zookeeper.server.auth.DigestLoginModule"
 _KERBEROS_LOGINS = ("com.sun.security.auth.module.Krb5LoginModule",
                     "com.ibm.security.auth.module.Krb5LoginModule")
@@ -497,6 +533,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
     if "dataDir" not in raw or not raw["dataDir"].strip():
         raise ConfigError("dataDir is not set")
     _refuse_missing_protection(raw)
+    _refuse_unsupported_security(raw)
     data_dir = Path(raw["dataDir"].strip())
     tick = _int(raw, "tickTime", 3000, minimum=1)
     wl_raw = raw.get("4lw.commands.whitelist")
@@ -536,6 +573,8 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         extended_types=_java_get_boolean(raw, "extendedTypesEnabled", warnings),
         skip_acl=_java_exact(raw, "skipACL", "yes", warnings),
         super_digest=super_digest,
+        digest_algorithm=_digest_algorithm(raw),
+        any_sasl_user_id=raw.get("letAnySaslUserDoX"),
         digest_enabled=(_java_get_boolean(raw, "DigestAuthenticationProvider.enabled", warnings)
                         if "DigestAuthenticationProvider.enabled" in raw else True),
         read_only_mode=read_only,

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from zkpy import ZK_COMPAT_VERSION, __version__
+from zkpy.datatree.acl import allow_any_sasl_user
 from zkpy.persistence.files import PersistenceError
 from zkpy.server.audit import AuditLog
 from zkpy.server.config import Config, ConfigError, load_config
@@ -56,6 +57,7 @@ def start(config: str, log_level: str) -> None:
         sys.exit(2)
     for w in cfg.warnings:
         logging.getLogger("zkpy.config").warning("%s", w)
+    allow_any_sasl_user(cfg.any_sasl_user_id)
     cfg.audit = AuditLog.configure(cfg.raw, None)
     if cfg.audit is not None:
         cfg.audit.server_start()

@@ -82,7 +82,7 @@ def authenticate(config: Config, conn: ClientConnection, pkt: AuthPacket) -> Non
     """An auth packet: digest (and super digest) or ip; any other scheme fails and closes."""
     scheme = pkt.scheme
     if scheme == "digest" and config.digest_enabled:
-        ident = digest_id(pkt.auth.decode("utf-8", "replace"))
+        ident = digest_id(pkt.auth.decode("utf-8", "replace"), config.digest_algorithm)
         if config.super_digest and ident == config.super_digest:
             conn.add_auth("super", "")
         conn.add_auth("digest", ident)
