@@ -254,7 +254,23 @@ def test_zkcli_over_tls(kind: str, pki: Pki, servers: list[TlsServer]) -> None:
              f"-Dzookeeper.ssl.trustStore.location={pki.ca_pem}",
              "-Dzookeeper.ssl.hostnameVerification=true"]
     env = dict(os.environ, CLIENT_JVMFLAGS=" ".join(flags))
-    out = subprocess.run([ZKCLI, "-waitforconnection", "-server", s.secure_hosts, "whoami"], env=env,
-                         capture_output=True, text=True, timeout=60).stdout
+    path = f"/cli-tls-{os.getpid()}"
+    # `auth` expands to the certificate's x509 id (a DN's commas cannot be typed in a
+    # zkCli ACL); the node is then readable by this certificate only
+    script = (f"whoami\ncreate {path} tlsdata auth::cdrwa\nget {path}\ngetAcl {path}\n"
+              f"delete {path}\nls /\nquit\n")
+    run = subprocess.run([ZKCLI, "-waitforconnection", "-server", s.secure_hosts], input=script,
+                         env=env, capture_output=True, text=True, timeout=60)
+    out = run.stdout
     # whoami lists the ids in the server's (hash-table) order: the same on both
     assert f"Auth scheme: User\nx509: {CLIENT_DN}\nip: 127.0.0.1\n" in out, out[-2000:]
+    assert f"Created {path}" in run.stderr and "\ntlsdata\n" in out, out[-2000:]
+    # zkCli's getAcl shows the id URL-encoded
+    assert f"'x509,'{CLIENT_DN.replace(',', '%2C')}\n: cdrwa\n" in out, out[-2000:]
+    plain = KazooClient(hosts=s.srv.hosts, timeout=10)  # the delete went through
+    plain.start(timeout=10)
+    try:
+        assert plain.exists(path) is None
+    finally:
+        plain.stop()
+        plain.close()
