@@ -196,7 +196,7 @@ class Member:
             if self.kind == "reference":
                 (self.workdir / "log4j.properties").write_text(LOG4J)
                 cmd = ["java", *REFERENCE_JVM_FLAGS, *self.ensemble.jvm_flags,
-                       "-cp", ":".join(REFERENCE_JARS),
+                       "-cp", ":".join(REFERENCE_JARS + self.ensemble.extra_jars),
                        f"-Dzookeeper.log.dir={self.workdir}",
                        f"-Dlog4j.configuration=file:{self.workdir / 'log4j.properties'}",
                        "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(cfg)]
@@ -296,6 +296,7 @@ class Ensemble:
         self.extra = dict(extra or {})
         self.jvm_flags = list(jvm_flags)
         self.keep_config = keep_config
+        self.extra_jars: list[str] = []  # on the reference's class path (Netty for quorum TLS)
         obs = set(observers)
         self.members: dict[int, Member] = {}
         for i, kind in enumerate(kinds, start=1):

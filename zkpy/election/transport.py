@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from zkpy.election.messages import (
     MAX_FRAME,
@@ -34,6 +34,10 @@ from zkpy.election.messages import (
     encode_initial_message,
     format_addr,
 )
+from zkpy.server.quorum_link import QuorumLink
+
+if TYPE_CHECKING:
+    from zkpy.server.quorum_link import QuorumListener
 
 __all__ = ["CONNECT_TIMEOUT", "ElectionTransport"]
 
@@ -124,14 +128,16 @@ class ElectionTransport:
 
     def __init__(self, my_id: int, listen_addr: tuple[str, int], peers: dict[int, tuple[str, int]],
                  on_message: Callable[[int, bytes], None],
-                 advertised_addr: tuple[str, int] | None = None) -> None:
+                 advertised_addr: tuple[str, int] | None = None, link: QuorumLink | None = None) -> None:
         self.my_id = my_id
         self.listen_addr = listen_addr
         self.peers = {sid: addr for sid, addr in peers.items() if sid != my_id}
         self.on_message = on_message
         host, port = advertised_addr or listen_addr
         self._initial = encode_initial_message(my_id, format_addr(host, port))
-        self._server: asyncio.Server | None = None
+        # TLS and SASL before a connection reaches _Connection (sslQuorum, quorum.auth.*)
+        self._link = link or QuorumLink(None, False, False, None, CONNECT_TIMEOUT)
+        self._server: QuorumListener | None = None
         self._conns: dict[int, _Connection] = {}
         self._pending: dict[int, bytes] = {}  # capacity-1 send slot per peer
         self._last_sent: dict[int, bytes] = {}
@@ -146,10 +152,8 @@ class ElectionTransport:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         host, port = self.listen_addr
-        self._server = await loop.create_server(lambda: self._new_accepted(), host, port,
-                                                reuse_address=True)
+        self._server = await self._link.serve(lambda: self._new_accepted(), host, port, election=True)
 
     async def close(self) -> None:
         self._closed = True
@@ -207,18 +211,15 @@ class ElectionTransport:
     # -- internals ----------------------------------------------------------------------
 
     async def _dial(self, sid: int, addr: tuple[str, int]) -> None:
-        loop = asyncio.get_running_loop()
         try:
             conn = _Connection(self, sid)
-            await asyncio.wait_for(loop.create_connection(lambda: conn, addr[0], addr[1]),
+            await asyncio.wait_for(self._link.connect(lambda: conn, addr[0], addr[1], self._initial),
                                    CONNECT_TIMEOUT)
         except OSError as e:  # includes TimeoutError
             log.debug("election: cannot open channel to %d at %s: %s", sid, addr, e)
             return
         finally:
             self._dialing.pop(sid, None)
-        assert conn.transport is not None
-        conn.transport.write(self._initial)
         if sid > self.my_id:
             # We lose the challenge: the larger sid dials us back.
             conn.close()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from zkpy.datatree.acl import DIGEST_ALGORITHMS
 from zkpy.server.audit import AuditLog
 from zkpy.server.jaas import JaasError, load_jaas
+from zkpy.server.quorum_security import QuorumSaslSettings
 from zkpy.server.sasl import SaslSettings
 
 if TYPE_CHECKING:
@@ -67,6 +68,18 @@ TLS_KEYS = {
     "ssl.trustStore.type", "ssl.clientAuth", "ssl.protocol", "ssl.enabledProtocols", "ssl.ciphersuites",
     "ssl.hostnameVerification", "ssl.authProvider", "X509AuthenticationProvider.superUser",
     "netty.server.outstandingHandshake.limit",
+}
+# Quorum TLS and SASL (server/quorum_security.py, quorum_link.py).
+QUORUM_SECURITY_KEYS = {
+    "sslQuorum", "portUnification", "sslQuorumReloadCertFiles",
+    "ssl.quorum.keyStore.location", "ssl.quorum.keyStore.password", "ssl.quorum.keyStore.passwordPath",
+    "ssl.quorum.keyStore.type", "ssl.quorum.trustStore.location", "ssl.quorum.trustStore.password",
+    "ssl.quorum.trustStore.passwordPath", "ssl.quorum.trustStore.type", "ssl.quorum.clientAuth",
+    "ssl.quorum.protocol", "ssl.quorum.enabledProtocols", "ssl.quorum.ciphersuites",
+    "ssl.quorum.hostnameVerification", "ssl.quorum.allowReverseDnsLookup",
+    "quorum.auth.enableSasl", "quorum.auth.learnerRequireSasl", "quorum.auth.serverRequireSasl",
+    "quorum.auth.learner.saslLoginContext", "quorum.auth.server.saslLoginContext",
+    "quorum.auth.kerberos.servicePrincipal",
 }
 
 # Java-only keys: accepted with a warning that zkpy ignores them.
@@ -169,6 +182,11 @@ class Config:
     secure_client_port_address: str = "0.0.0.0"
     client_port_unification: bool = False  # client.portUnification: TLS or plain on clientPort
     tls: TlsSettings | None = None  # set when either TLS listener is configured
+    ssl_quorum: bool = False  # sslQuorum: TLS on the quorum and election ports
+    port_unification: bool = False  # portUnification: those ports accept TLS and plain
+    quorum_tls: TlsSettings | None = None  # ssl.quorum.*, with sslQuorum or portUnification
+    quorum_reverse_dns: bool = True  # ssl.quorum.allowReverseDnsLookup
+    quorum_sasl: QuorumSaslSettings | None = None  # quorum.auth.enableSasl
     x509_acl: bool = False  # the x509 scheme has a provider (ACLs may name it)
     # SASL on the client port: None without a JAAS `Server` section (no SASL login)
     sasl: SaslSettings | None = None
@@ -295,23 +313,12 @@ _AUTH_PROVIDER_SCHEMES = {
     "org.apache.zookeeper.server.auth.SASLAuthenticationProvider": "sasl",
     "org.apache.zookeeper.server.auth.X509AuthenticationProvider": "x509",
 }
-_TLS = "quorum TLS is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
-_SASL = "quorum SASL is not supported by zkpy yet; remove the key or use Apache ZooKeeper"
 
 
 def _refuse_missing_protection(raw: dict[str, str]) -> None:
     """Stop start-up on a key that asks for protection zkpy cannot give (TLS, SASL,
     quota enforcement, other auth providers), rather than run without it.  Keys that do
     nothing without those (ssl.keyStore.* without a secure port, ...) stay warnings."""
-    for key, why in (("sslQuorum", _TLS), ("portUnification", _TLS),
-                     ("quorum.auth.enableSasl", _SASL), ("quorum.auth.learnerRequireSasl", _SASL),
-                     ("quorum.auth.serverRequireSasl", _SASL)):
-        if key in raw and _java_parse_boolean(raw, key):  # zoo.cfg keys: strict booleans
-            raise ConfigError(f"{key}: {why}")
-    for key, why in (
-    ):
-        if raw.get(key, "").strip().lower() == "true":  # Boolean.parseBoolean / getBoolean
-            raise ConfigError(f"{key}: {why}")
     for key, value in raw.items():
         if key.startswith("authProvider.") and value.strip() not in _AUTH_PROVIDER_SCHEMES:
             raise ConfigError(f"{key}: zkpy has no authentication provider {value.strip()} (only "
@@ -520,7 +527,9 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         m = _SERVER_RE.match(k)
         if m:
             servers[int(m.group(1))] = _parse_server(int(m.group(1)), v)
-        elif k in KNOWN_KEYS or k in TLS_KEYS or k.startswith(("group.", "weight.", "superUser.")):
+        elif k in KNOWN_KEYS or k in TLS_KEYS or k in QUORUM_SECURITY_KEYS:
+            continue
+        elif k.startswith(("group.", "weight.", "superUser.")):
             continue
         elif _ADMIN_PEER_RE.match(k):
             continue
@@ -629,6 +638,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
                  if k.startswith("authProvider.") and v.strip() in _AUTH_PROVIDER_SCHEMES}
     cfg.sasl_acl = "sasl" in providers
     _client_tls(raw, cfg)
+    _quorum_security(raw, cfg)
     if cfg.tls is not None:
         providers.add("x509")  # QuorumPeerConfig.configureSSLAuth registers it
     cfg.x509_acl = "x509" in providers
@@ -667,3 +677,78 @@ def _client_tls(raw: dict[str, str], cfg: Config) -> None:
         if k in TLS_KEYS and k != "client.portUnification":
             cfg.warnings.append(f"{k} does nothing without secureClientPort or "
                                 "client.portUnification=true; ignored")
+
+
+def _quorum_security(raw: dict[str, str], cfg: Config) -> None:
+    """sslQuorum / portUnification with ssl.quorum.*, and quorum.auth.* with the JAAS
+    QuorumServer and QuorumLearner sections (QuorumPeerConfig's checks)."""
+    flag = {k: k in raw and _java_parse_boolean(raw, k)  # zoo.cfg keys: strict booleans
+            for k in ("sslQuorum", "portUnification", "sslQuorumReloadCertFiles", "quorum.auth.enableSasl",
+                      "quorum.auth.learnerRequireSasl", "quorum.auth.serverRequireSasl")}
+    cfg.ssl_quorum, cfg.port_unification = flag["sslQuorum"], flag["portUnification"]
+    if cfg.ssl_quorum or cfg.port_unification:
+        from zkpy.server.tls import build_context, parse_tls_settings  # tls imports this module
+
+        cfg.quorum_tls = parse_tls_settings(raw, "ssl.quorum.")
+        build_context(cfg.quorum_tls)  # a wrong password or a bad store stops start-up here
+        build_context(cfg.quorum_tls, client=True)
+        reverse = raw.get("ssl.quorum.allowReverseDnsLookup", "true")
+        cfg.quorum_reverse_dns = reverse.strip().lower() != "false"
+    else:
+        cfg.warnings.extend(f"{k} does nothing without sslQuorum=true or portUnification=true; ignored"
+                            for k in sorted(raw) if k.startswith("ssl.quorum."))
+    enable = flag["quorum.auth.enableSasl"]
+    learner, server = flag["quorum.auth.learnerRequireSasl"], flag["quorum.auth.serverRequireSasl"]
+    for key, on in (("quorum.auth.serverRequireSasl", server), ("quorum.auth.learnerRequireSasl", learner)):
+        if on and not enable:
+            raise ConfigError(f"{key}: quorum.auth.enableSasl is false, so {key} cannot be true")
+    if server and not learner:
+        raise ConfigError("quorum.auth.serverRequireSasl: quorum.auth.learnerRequireSasl is false, "
+                          "so this server could not join an ensemble that requires SASL")
+    if enable:
+        cfg.quorum_sasl = _quorum_sasl(raw, learner, server)
+
+
+def _quorum_sasl(raw: dict[str, str], learner_require: bool, server_require: bool) -> QuorumSaslSettings:
+    path = raw.get("java.security.auth.login.config", "").strip()
+    if not path:
+        raise ConfigError("quorum.auth.enableSasl: true, but no JAAS file is given "
+                          "(-Djava.security.auth.login.config=FILE in SERVER_JVMFLAGS)")
+    try:
+        sections = load_jaas(path)
+    except JaasError as e:
+        raise ConfigError(f"java.security.auth.login.config: {e}") from None
+    names = {key: raw.get(key, default).strip() or default
+             for key, default in (("quorum.auth.server.saslLoginContext", "QuorumServer"),
+                                  ("quorum.auth.learner.saslLoginContext", "QuorumLearner"))}
+    options: dict[str, dict[str, str]] = {}
+    for key, name in names.items():
+        entries = sections.get(name)
+        if entries is None:
+            raise ConfigError(f"{key}: no JAAS configuration section named '{name}' in '{path}' "
+                              "(quorum.auth.enableSasl=true needs it)")
+        options[key] = {}
+        for entry in entries:
+            if entry.module in _KERBEROS_LOGINS:
+                raise ConfigError(f"java.security.auth.login.config: {path}:{entry.line}: section "
+                                  f"'{name}' uses {entry.module}, i.e. quorum SASL with GSSAPI "
+                                  "(Kerberos), which zkpy does not have (only DIGEST-MD5 with "
+                                  "DigestLoginModule)")
+            if entry.module != _DIGEST_LOGIN:
+                raise ConfigError(f"java.security.auth.login.config: {path}:{entry.line}: section "
+                                  f"'{name}' uses login module {entry.module}; zkpy has only "
+                                  f"{_DIGEST_LOGIN} (SASL DIGEST-MD5)")
+            options[key].update(entry.options)
+    server_opts = options["quorum.auth.server.saslLoginContext"]
+    learner_opts = options["quorum.auth.learner.saslLoginContext"]
+    if not {"username", "password"} <= learner_opts.keys():
+        raise ConfigError(f"java.security.auth.login.config: {path}: section "
+                          f"'{names['quorum.auth.learner.saslLoginContext']}' needs username and "
+                          "password options (what this server presents when it dials a member)")
+    return QuorumSaslSettings(
+        learner_require=learner_require,
+        server_require=server_require,
+        credentials={k[len("user_"):]: v for k, v in server_opts.items() if k.startswith("user_")},
+        learner_user=learner_opts["username"],
+        learner_password=learner_opts["password"],
+    )

@@ -119,16 +119,40 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def digest_ha1(user: str, realm: str, password: str, nonce: str, cnonce: str, authzid: str | None,
+               utf8: bool) -> str:
+    """RFC 2831's HEX(H(A1)) (md5-sess); ISO 8859-1 unless the charset is utf-8."""
+    enc = "utf-8" if utf8 else "latin-1"
+    try:
+        secret = _h(f"{user}:{realm}:{password}".encode(enc))
+    except UnicodeEncodeError:
+        secret = _h(f"{user}:{realm}:{password}".encode())
+    a1 = secret + f":{nonce}:{cnonce}".encode(enc, "replace")
+    if authzid:
+        a1 += f":{authzid}".encode(enc, "replace")
+    return _hex(a1)
+
+
+def digest_response(ha1: str, nonce: str, nc: str, cnonce: str, a2: str) -> str:
+    """RFC 2831's response-value (qop=auth): with A2 "AUTHENTICATE:<uri>" the client's
+    response, with ":<uri>" the server's rspauth."""
+    return _hex(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{_hex(a2.encode())}".encode())
+
+
 class DigestMD5Server:
     """One connection's DIGEST-MD5 server: `evaluate(token)` until `complete`."""
 
-    def __init__(self, settings: SaslSettings, nonce: str | None = None) -> None:
+    def __init__(self, settings: SaslSettings, nonce: str | None = None, realm: str = REALM,
+                 protocol: str = PROTOCOL) -> None:
         self.settings = settings
+        self.realm = realm  # the server name: the only realm offered, the digest-uri's host
+        self.protocol = protocol
         self.nonce = nonce or base64.b64encode(os.urandom(30)).decode("ascii")
         self.step = 0
         self.complete = False
         self.user: str | None = None  # the authentication id
         self.authorization_id: str | None = None
+        self.authzid: str | None = None  # as the client sent it, if it did
 
     def evaluate(self, token: bytes) -> bytes:
         """The server's next token; raises SaslError when the client is refused."""
@@ -143,7 +167,7 @@ class DigestMD5Server:
 
     def challenge(self) -> bytes:
         # as the JDK's: no qop directive (RFC 2831's default is qop=auth)
-        return f'realm="{REALM}",nonce="{self.nonce}",charset=utf-8,algorithm=md5-sess'.encode()
+        return f'realm="{self.realm}",nonce="{self.nonce}",charset=utf-8,algorithm=md5-sess'.encode()
 
     def _verify(self, token: bytes) -> bytes:
         if len(token) > MAX_RESPONSE:
@@ -162,7 +186,8 @@ class DigestMD5Server:
             raise SaslError(f"DIGEST-MD5: charset {d['charset']!r} is not utf-8")
         if d.get("qop", "auth") != "auth":
             raise SaslError(f"DIGEST-MD5: qop {d['qop']!r} was not offered (only auth)")
-        if d.get("realm", REALM) != REALM:
+        realm = self.realm
+        if d.get("realm", realm) != realm:
             raise SaslError(f"DIGEST-MD5: unknown realm {d['realm']!r}")
         if d["nonce"] != self.nonce:
             raise SaslError("DIGEST-MD5: nonce does not match the challenge")
@@ -171,28 +196,20 @@ class DigestMD5Server:
         uri = d["digest-uri"]
         serv, _, rest = uri.partition("/")
         host = rest.split("/", 1)[0]
-        if serv.lower() != PROTOCOL or host.lower() != REALM.lower():
-            raise SaslError(f"DIGEST-MD5: digest-uri {uri!r} is not {PROTOCOL}/{REALM}")
+        if serv.lower() != self.protocol or host.lower() != realm.lower():
+            raise SaslError(f"DIGEST-MD5: digest-uri {uri!r} is not {self.protocol}/{realm}")
         user = d["username"]
         password = self.settings.password(user)
         if password is None:
-            raise SaslError(f"DIGEST-MD5: no password for user {user!r} in realm {REALM}")
-        enc = "utf-8" if utf8 else "latin-1"
-        try:
-            secret = _h(f"{user}:{d.get('realm', REALM)}:{password}".encode(enc))
-        except UnicodeEncodeError:
-            secret = _h(f"{user}:{d.get('realm', REALM)}:{password}".encode())
+            raise SaslError(f"DIGEST-MD5: no password for user {user!r} in realm {realm}")
         authzid = d.get("authzid")
-        a1 = secret + f":{self.nonce}:{d['cnonce']}".encode(enc, "replace")
-        if authzid:
-            a1 += f":{authzid}".encode(enc, "replace")
-        ha1 = _hex(a1)
-        tail = f"{self.nonce}:{d['nc']}:{d['cnonce']}:auth:"
-        expected = _hex(f"{ha1}:{tail}{_hex(f'AUTHENTICATE:{uri}'.encode())}".encode())
+        ha1 = digest_ha1(user, d.get("realm", realm), password, self.nonce, d["cnonce"], authzid, utf8)
+        expected = digest_response(ha1, self.nonce, d["nc"], d["cnonce"], "AUTHENTICATE:" + uri)
         if not hmac.compare_digest(expected, d["response"].lower()):
             raise SaslError(f"DIGEST-MD5: wrong response for user {user!r} (bad password?)")
-        rspauth = _hex(f"{ha1}:{tail}{_hex(f':{uri}'.encode())}".encode())
+        rspauth = digest_response(ha1, self.nonce, d["nc"], d["cnonce"], ":" + uri)
         self.complete = True
         self.user = user
+        self.authzid = authzid
         self.authorization_id = canonical_name(user, authzid or user, self.settings)
         return f"rspauth={rspauth}".encode("ascii")

@@ -155,30 +155,36 @@ def _looks_like_pkcs12(path: Path) -> bool:
     return head[:1] == b"\x30" and head != b"\xfe\xed\xfe\xed"
 
 
-def parse_tls_settings(raw: dict[str, str]) -> TlsSettings:
-    """Read and check the ssl.* keys; every problem is a ConfigError naming its key."""
+def parse_tls_settings(raw: dict[str, str], prefix: str = "ssl.") -> TlsSettings:
+    """Read and check the ssl.* keys (or, with prefix "ssl.quorum.", QuorumX509Util's);
+    every problem is a ConfigError naming its key."""
+    quorum = prefix != "ssl."
     for key, why in UNSUPPORTED.items():
+        key = prefix + key[len("ssl."):]
         if raw.get(key, "").strip().lower() == "true":
             raise ConfigError(f"{key}: {why}; remove the key or use Apache ZooKeeper")
-    if raw.get("ssl.context.supplier.class", "").strip():
-        raise ConfigError("ssl.context.supplier.class: zkpy cannot load a Java SSLContext supplier")
+    if raw.get(f"{prefix}context.supplier.class", "").strip():
+        raise ConfigError(f"{prefix}context.supplier.class: zkpy cannot load a Java SSLContext supplier")
     provider = raw.get("ssl.authProvider", "x509").strip()
-    if provider != "x509":
+    if provider != "x509" and not quorum:
         raise ConfigError(f"ssl.authProvider: zkpy has no authentication provider '{provider}' "
                           "(only x509)")
-    key_store = _store(raw, "ssl.keyStore")
+    key_store = _store(raw, f"{prefix}keyStore")
     if key_store is None:
-        raise ConfigError("ssl.keyStore.location: not set; a TLS client port needs the server's "
-                          "key and certificate")
-    trust_store = _store(raw, "ssl.trustStore")
-    client_auth = raw.get("ssl.clientAuth", "").strip().lower() or "need"
+        raise ConfigError(f"{prefix}keyStore.location: not set; "
+                          + ("quorum TLS needs this server's key and certificate" if quorum
+                             else "a TLS client port needs the server's key and certificate"))
+    trust_store = _store(raw, f"{prefix}trustStore")
+    client_auth = raw.get(f"{prefix}clientAuth", "").strip().lower() or "need"
     if client_auth not in CLIENT_AUTH:
-        raise ConfigError(f"ssl.clientAuth: '{raw['ssl.clientAuth']}' is not none, want or need")
-    if client_auth != "none" and trust_store is None:
-        raise ConfigError(f"ssl.trustStore.location: not set; with ssl.clientAuth={client_auth} "
-                          "client certificates must be checked against a trust store")
-    protocol = raw.get("ssl.protocol", "TLSv1.2").strip()
-    enabled = [p.strip() for p in raw.get("ssl.enabledProtocols", protocol).split(",") if p.strip()]
+        raise ConfigError(f"{prefix}clientAuth: '{raw[prefix + 'clientAuth']}' is not none, want or need")
+    if trust_store is None and (client_auth != "none" or quorum):
+        raise ConfigError(f"{prefix}trustStore.location: not set; "
+                          + ("the other members' certificates must be checked against a trust store"
+                             if quorum else f"with ssl.clientAuth={client_auth} client certificates "
+                             "must be checked against a trust store"))
+    protocol = raw.get(f"{prefix}protocol", "TLSv1.2").strip()
+    enabled = [p.strip() for p in raw.get(f"{prefix}enabledProtocols", protocol).split(",") if p.strip()]
     versions = []
     for p in enabled:
         if p == "TLS":
@@ -186,7 +192,7 @@ def parse_tls_settings(raw: dict[str, str]) -> TlsSettings:
         elif p in PROTOCOLS:
             versions.append(PROTOCOLS[p])
         else:
-            k = "ssl.enabledProtocols" if "ssl.enabledProtocols" in raw else "ssl.protocol"
+            k = f"{prefix}enabledProtocols" if f"{prefix}enabledProtocols" in raw else f"{prefix}protocol"
             raise ConfigError(f"{k}: unknown protocol '{p}' (use TLSv1.2, TLSv1.3)")
     return TlsSettings(
         key_store=key_store,
@@ -194,11 +200,12 @@ def parse_tls_settings(raw: dict[str, str]) -> TlsSettings:
         client_auth=client_auth,
         minimum=min(versions),
         maximum=max(versions),
-        ciphers=_ciphers(raw.get("ssl.ciphersuites")),
-        hostname_verification=raw.get("ssl.hostnameVerification", "true").strip().lower() != "false",
-        super_user=raw.get("X509AuthenticationProvider.superUser") or None,
-        cert_reload=raw.get("client.certReload", "").strip().lower() == "true",
-        handshake_limit=_handshake_limit(raw),
+        ciphers=_ciphers(raw.get(f"{prefix}ciphersuites"), f"{prefix}ciphersuites"),
+        hostname_verification=raw.get(f"{prefix}hostnameVerification", "true").strip().lower() != "false",
+        super_user=None if quorum else raw.get("X509AuthenticationProvider.superUser") or None,
+        cert_reload=raw.get("sslQuorumReloadCertFiles" if quorum else "client.certReload",
+                            "").strip().lower() == "true",
+        handshake_limit=0 if quorum else _handshake_limit(raw),
     )
 
 
@@ -214,36 +221,41 @@ def _handshake_limit(raw: dict[str, str]) -> int:
         raise ConfigError(f"{HANDSHAKE_LIMIT}: '{value}' is not an integer") from None
 
 
-def _ciphers(value: str | None) -> str:
+def _ciphers(value: str | None, key: str) -> str:
     names = DEFAULT_SUITES if value is None else tuple(s.strip() for s in value.split(",") if s.strip())
     out = []
     for name in names:
         if name in TLS13_SUITES:
             continue  # always on with TLS 1.3 (see TLS13_SUITES)
         if name not in JAVA_TO_OPENSSL:
-            raise ConfigError(f"ssl.ciphersuites: unknown cipher suite {name} (zkpy knows the TLS 1.3 "
+            raise ConfigError(f"{key}: unknown cipher suite {name} (zkpy knows the TLS 1.3 "
                               "suites and the ECDHE/DHE/RSA AES-GCM, AES-CBC and CHACHA20 suites)")
         out.append(JAVA_TO_OPENSSL[name])
     if not out and names and not set(names) <= TLS13_SUITES:
-        raise ConfigError("ssl.ciphersuites: no usable cipher suite")
+        raise ConfigError(f"{key}: no usable cipher suite")
     return ":".join(out) if out else "!ALL"  # TLS 1.3 suites only: no TLS 1.2 suite
 
 
-def build_context(settings: TlsSettings) -> ssl.SSLContext:
-    """A server context from the settings; a bad store is a ConfigError naming its key."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+def build_context(settings: TlsSettings, client: bool = False) -> ssl.SSLContext:
+    """A server context (or, `client`, the context a quorum member dials with: its own
+    certificate, the peer's checked against the trust store, names checked by the caller
+    as ZooKeeper's ZKHostnameVerifier does); a bad store is a ConfigError naming its key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT if client else ssl.PROTOCOL_TLS_SERVER)
+    if client:
+        ctx.check_hostname = False
     ctx.minimum_version = settings.minimum
     ctx.maximum_version = settings.maximum
     try:
         ctx.set_ciphers(settings.ciphers)
     except ssl.SSLError:
         if settings.maximum < ssl.TLSVersion.TLSv1_3:
-            raise ConfigError("ssl.ciphersuites: OpenSSL accepts none of these suites") from None
+            raise ConfigError(f"{settings.key_store.key[:-len('keyStore')]}ciphersuites: OpenSSL "
+                              "accepts none of these suites") from None
     ctx.options |= ssl.OP_NO_RENEGOTIATION  # as Java's jdk.tls.rejectClientInitiatedRenegotiation
     _load_key_store(ctx, settings.key_store)
     if settings.trust_store is not None:
         _load_trust_store(ctx, settings.trust_store)
-    ctx.verify_mode = CLIENT_AUTH[settings.client_auth]
+    ctx.verify_mode = ssl.CERT_REQUIRED if client else CLIENT_AUTH[settings.client_auth]
     return ctx
 
 
@@ -350,9 +362,12 @@ class TlsContext:
     changes (polled by `check`, as Java's FileChangeWatcher does with WatchService) and a
     broken new file keeps the old context, with an error in the log."""
 
-    def __init__(self, settings: TlsSettings, on_reload: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: TlsSettings, on_reload: Callable[[], None] | None = None,
+                 with_client: bool = False) -> None:
         self.settings = settings
         self.context = build_context(settings)
+        # the quorum dials too: a client context from the same stores
+        self.client_context = build_context(settings, client=True) if with_client else None
         self._stamps = self._stat()
         self._on_reload = on_reload
 
@@ -375,7 +390,10 @@ class TlsContext:
             return
         self._stamps = stamps
         try:
-            self.context = build_context(self.settings)
+            context = build_context(self.settings)
+            if self.client_context is not None:
+                self.client_context = build_context(self.settings, client=True)
+            self.context = context
         except (ConfigError, OSError, ValueError, ssl.SSLError) as e:
             log.error("TLS stores changed but cannot be loaded; keeping the previous ones: %s", e)
             return

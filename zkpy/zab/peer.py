@@ -33,6 +33,7 @@ from zkpy.server.config import Config
 from zkpy.server.core import ZooKeeperServer
 from zkpy.server.database import Database
 from zkpy.server.metrics import METRICS
+from zkpy.server.quorum_link import QuorumLink
 from zkpy.zab.epochs import load_epochs, write_epoch
 from zkpy.zab.executors import LeaderExecutor, LearnerExecutor, load_tree
 from zkpy.zab.leader import Leader
@@ -157,6 +158,7 @@ class QuorumPeer:
         self.txn_log: TxnLog | None = None
         self.database: Database | None = None
         self.disk = FileDisk(self)
+        self.link = QuorumLink.from_config(config)  # TLS and SASL on both quorum ports
 
     @property
     def tick(self) -> int:
@@ -175,7 +177,8 @@ class QuorumPeer:
     async def open(self) -> None:
         peers = {sid: (s.host, s.election_port) for sid, s in self.config.servers.items()}
         self.transport = ElectionTransport(self.my_id, (self.me.host, self.me.election_port), peers,
-                                           self._on_election_message)
+                                           self._on_election_message, link=self.link)
+        self.link.start()
         await self.transport.start()
         log.info("server %d: election on %s:%d, quorum port %d", self.my_id, self.me.host,
                  self.me.election_port, self.me.quorum_port)
@@ -233,6 +236,7 @@ class QuorumPeer:
 
     async def close(self) -> None:
         self.request_stop()
+        self.link.close()
         if self.transport is not None:
             await self.transport.close()
             self.transport = None
@@ -383,7 +387,7 @@ class QuorumPeer:
             return s
 
         glue.links = streams
-        server = await loop.create_server(factory, self.me.host, self.me.quorum_port, reuse_address=True)
+        server = await self.link.serve(factory, self.me.host, self.me.quorum_port)
 
         def tick() -> None:
             glue.run(leader.tick(self.now()))
@@ -475,7 +479,7 @@ class QuorumPeer:
         pause = 0.01
         while stream is None:
             try:
-                _, stream = await asyncio.wait_for(loop.create_connection(
+                _, stream = await asyncio.wait_for(self.link.connect(
                     lambda: QuorumStream(on_packets, on_lost), leader_spec.host, leader_spec.quorum_port), 5)
             except (TimeoutError, OSError):
                 if time.monotonic() + pause > deadline or self._stopping:
