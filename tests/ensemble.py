@@ -9,7 +9,9 @@ SIGSTOP/SIGCONT, `wipe` = empty the data dir but keep myid), and `wait_ready` po
 until every running member (or the ones named) reports a mode with exactly one leader.
 With `keep_config` a member's zoo.cfg is written on its first start only (a server with
 reconfigEnabled rewrites it), and a member's `config_sids` limits the `server.N` lines its
-first zoo.cfg lists (e.g. a joiner that knows the current members and itself).
+first zoo.cfg lists (e.g. a joiner that knows the current members and itself);
+`client_in_server_lines` writes each client address in the `server.N` lines instead of
+clientPort/clientPortAddress.
 
 Every process and kazoo client an Ensemble creates is tracked and torn down by `close()`
 (use the ensemble as a context manager or from a fixture).
@@ -175,11 +177,14 @@ class Member:
         }
         if self.observer:
             lines["peerType"] = "observer"
+        if e.client_in_server_lines:  # the 3.5+ form: server.N=...;clientHost:clientPort
+            del lines["clientPort"], lines["clientPortAddress"]
         lines.update(e.extra)
         lines.update(self.extra)
         for m in e.members.values():
             if self.config_sids is None or m.sid in self.config_sids:
-                lines[f"server.{m.sid}"] = e.server_line_for(self, m)
+                client = f";127.0.0.1:{m.client_port}" if e.client_in_server_lines else ""
+                lines[f"server.{m.sid}"] = e.server_line_for(self, m) + client
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         return cfg
@@ -286,7 +291,8 @@ class Ensemble:
 
     def __init__(self, kinds: Sequence[str], observers: Iterable[int] = (), tick_time: int = 500,
                  init_limit: int = 10, sync_limit: int = 5, extra: dict[str, str] | None = None,
-                 jvm_flags: Sequence[str] = (), keep_config: bool = False) -> None:
+                 jvm_flags: Sequence[str] = (), keep_config: bool = False,
+                 client_in_server_lines: bool = False) -> None:
         if "reference" in kinds:
             require_reference()
         self.root = Path(tempfile.mkdtemp(prefix="zk-ensemble-"))
@@ -297,6 +303,7 @@ class Ensemble:
         self.jvm_flags = list(jvm_flags)
         self.keep_config = keep_config
         self.extra_jars: list[str] = []  # on the reference's class path (Netty for quorum TLS)
+        self.client_in_server_lines = client_in_server_lines
         obs = set(observers)
         self.members: dict[int, Member] = {}
         for i, kind in enumerate(kinds, start=1):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import KINDS
-from tests.ensemble import Ensemble, Member
+from tests.ensemble import Ensemble, Member, wait_until
 
 # superDigest of super:secret (as tests/conftest.py's shared server uses)
 SUPER_FLAG = "-Dzookeeper.DigestAuthenticationProvider.superDigest=super:lK75jTNcA+U9vtVEw5vB51mj/w4="
@@ -91,6 +92,26 @@ def start_timeout(kind: str) -> float:
     """Seconds for an ensemble to serve: the reference's JVMs may take long on a loaded
     machine; zkpy serves in a second or two (a short bound keeps its xfail cases cheap)."""
     return 90.0 if kind == "reference" else 20.0
+
+
+def dynamic_file(m: Member) -> Path:
+    """The file zoo.cfg's dynamicConfigFile= names."""
+    for line in (m.workdir / "zoo.cfg").read_text().splitlines():
+        if line.startswith("dynamicConfigFile="):
+            return Path(line.removeprefix("dynamicConfigFile="))
+    raise AssertionError(f"no dynamicConfigFile= in {m.workdir / 'zoo.cfg'}")
+
+
+def files_follow(members: Iterable[Member], cfg: Config) -> None:
+    """Every member writes zoo.cfg.dynamic.<version hex> next to zoo.cfg holding the server
+    lines (no version= line, no final newline) and points zoo.cfg's dynamicConfigFile at it;
+    the files of older versions stay."""
+    want = "\n".join(cfg.lines)
+    for m in members:
+        path = m.workdir / f"zoo.cfg.dynamic.{cfg.version:x}"
+        wait_until(lambda m=m, path=path: dynamic_file(m) == path and path.read_text() == want, 20,
+                   f"{m} to write {path.name}",
+                   on_timeout=lambda m=m: repr(sorted(p.name for p in m.workdir.iterdir())))
 
 
 def reconfig_ensemble(kinds: Iterable[str], extra: dict[str, str] | None = None, **kw: Any) -> Ensemble:

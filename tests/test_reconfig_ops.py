@@ -32,12 +32,13 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import EventType
 from kazoo.security import ACL, Permissions, make_acl
 
-from tests.ensemble import Ensemble, Member, wait_until
+from tests.ensemble import Ensemble, wait_until
 from tests.reconfig_support import (
     NO_CONFIG_VERSION,
     NOT_YET,
     SUPER,
     Config,
+    files_follow,
     joined_line,
     joiner_spec,
     kinds,
@@ -108,27 +109,6 @@ def on_every_member(ens: Ensemble, sids: tuple[int, ...], expected: bytes) -> No
     for sid in sids:
         c = anon(ens, sid)
         wait_until(lambda c=c: read_config(c).data == expected, 20, f"server {sid} to see the new config")
-
-
-def dynamic_file(m: Member) -> Path:
-    """The file zoo.cfg's dynamicConfigFile= names."""
-    for line in (m.workdir / "zoo.cfg").read_text().splitlines():
-        if line.startswith("dynamicConfigFile="):
-            return Path(line.removeprefix("dynamicConfigFile="))
-    raise AssertionError(f"no dynamicConfigFile= in {m.workdir / 'zoo.cfg'}")
-
-
-def files_follow(ens: Ensemble, cfg: Config) -> None:
-    """Every member writes zoo.cfg.dynamic.<version hex> next to zoo.cfg holding the server
-    lines (no version= line, no final newline) and points zoo.cfg's dynamicConfigFile at it;
-    the files of older versions stay."""
-    want = "\n".join(cfg.lines)
-    for sid in VOTERS:
-        m = ens[sid]
-        path = m.workdir / f"zoo.cfg.dynamic.{cfg.version:x}"
-        wait_until(lambda m=m, path=path: dynamic_file(m) == path and path.read_text() == want, 20,
-                   f"server {sid} to write {path.name}",
-                   on_timeout=lambda m=m: repr(sorted(p.name for p in m.workdir.iterdir())))
 
 
 # --------------------------------------------------------------------------- at start
@@ -313,11 +293,11 @@ def test_add_and_remove_a_participant_and_the_files(ens: Ensemble) -> None:
     added = Config(data, stat)
     expect_config(added, [*before.lines, joined_line(ens[4])])
     expect_stat(added)
-    files_follow(ens, added)
+    files_follow([ens[s] for s in VOTERS], added)
     data, stat = c.reconfig(None, "4", None)
     removed = Config(data, stat)
     expect_config(removed, before.lines)
-    files_follow(ens, removed)
+    files_follow([ens[s] for s in VOTERS], removed)
     assert (ens[1].workdir / f"zoo.cfg.dynamic.{added.version:x}").exists()
     # removing a server that is no member still makes a new version, the same lines
     data, _ = c.reconfig(None, "6", None)
