@@ -208,6 +208,13 @@ class FastLeaderElection:
         self._finalize_deadline = None
         self._queue.clear()
 
+    def reconfigure(self, voters: frozenset[int], observers: frozenset[int], config: bytes) -> None:
+        """A new config is active: count these voters from now on and send its text."""
+        self.voters = frozenset(voters)
+        self.observers = frozenset(observers) - self.voters
+        self.is_voter = self.my_id in self.voters
+        self.config = config
+
     # -- the WorkerReceiver: runs for every message, in every state ----------------------
 
     def _receive_thread(self, sender: int, n: Notification, out: list[Action]) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from zkpy.datatree.acl import DIGEST_ALGORITHMS
 from zkpy.server.audit import AuditLog
 from zkpy.server.jaas import JaasError, load_jaas
+from zkpy.server.quorum_config import QuorumConfig, QuorumConfigError, ServerSpec, parse_server
 from zkpy.server.quorum_security import QuorumSaslSettings
 from zkpy.server.sasl import SaslSettings
 
@@ -107,17 +108,6 @@ ALL_4LW = (
 
 
 @dataclass(slots=True)
-class ServerSpec:
-    sid: int
-    host: str
-    quorum_port: int
-    election_port: int
-    observer: bool = False
-    client_host: str | None = None
-    client_port: int | None = None
-
-
-@dataclass(slots=True)
 class Config:
     """Every setting the server uses, with Apache ZooKeeper's defaults."""
 
@@ -197,6 +187,10 @@ class Config:
     enforce_quota: bool = False  # zookeeper.enforceQuota: hard quotas refuse creates/setData
     audit: AuditLog | None = None  # audit.enable: set by `zkpy-server start` (server/audit.py)
     servers: dict[int, ServerSpec] = field(default_factory=dict)
+    # dynamicConfigFile: where the membership was read from (None: the static file), and
+    # its version (the file name's hex suffix; 0 without one)
+    dynamic_config_file: Path | None = None
+    config_version: int = 0
     server_id: int = 1
     source: Path | None = None
     raw: dict[str, str] = field(default_factory=dict)
@@ -207,6 +201,11 @@ class Config:
             self.min_session_timeout = 2 * self.tick_time
         if self.max_session_timeout == -1:
             self.max_session_timeout = 20 * self.tick_time
+
+    @property
+    def quorum(self) -> QuorumConfig:
+        """The membership as read at start-up (server.N lines, version)."""
+        return QuorumConfig(dict(self.servers), self.config_version)
 
     @property
     def standalone(self) -> bool:
@@ -434,29 +433,10 @@ _ADMIN_PEER_RE = re.compile(r"^zkpy\.admin\.serverPort\.(\d+)$")
 
 
 def _parse_server(sid: int, value: str) -> ServerSpec:
-    client_part = None
-    if ";" in value:
-        value, client_part = value.split(";", 1)
-    m = re.match(r"^(\[[^\]]+\]|[^:]+):(\d+):(\d+)(?::(participant|observer))?$", value.strip())
-    if m is None:
-        raise ConfigError(
-            f"server.{sid}: '{value}' is not host:quorumPort:electionPort[:participant|:observer]"
-        )
-    host = m.group(1).strip("[]")
-    spec = ServerSpec(sid, host, int(m.group(2)), int(m.group(3)), m.group(4) == "observer")
-    if spec.quorum_port == spec.election_port:
-        raise ConfigError(f"server.{sid}: quorum and election ports must differ")
-    if client_part:
-        if ":" in client_part:
-            ch, cp = client_part.rsplit(":", 1)
-            spec.client_host = ch
-        else:
-            cp = client_part
-        try:
-            spec.client_port = int(cp)
-        except ValueError:
-            raise ConfigError(f"server.{sid}: bad client port '{cp}'") from None
-    return spec
+    try:
+        return parse_server(sid, value)
+    except QuorumConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
@@ -474,12 +454,23 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     for k, v in file_props.items():
         raw[_canonical(k)] = v
     dynamic = raw.pop("dynamicConfigFile", None)
-    if dynamic:
-        _merge_dynamic(raw, path, dynamic.strip())
-    return build_config(raw, path)
+    dyn_path = _merge_dynamic(raw, path, dynamic.strip()) if dynamic else None
+    cfg = build_config(raw, path)
+    if dyn_path is not None:
+        cfg.dynamic_config_file = dyn_path
+        cfg.config_version = version_from_filename(dyn_path.name)
+    return cfg
 
 
-def _merge_dynamic(raw: dict[str, str], cfg_path: Path, dynamic: str) -> None:
+def version_from_filename(name: str) -> int:
+    """QuorumPeerConfig.getVersionFromFilename: the hex suffix after the last dot, else 0."""
+    try:
+        return int(name.rsplit(".", 1)[-1], 16) if "." in name else 0
+    except ValueError:
+        return 0
+
+
+def _merge_dynamic(raw: dict[str, str], cfg_path: Path, dynamic: str) -> Path:
     """The 3.5+ form: server.N (and group/weight) lines live in dynamicConfigFile."""
     if any(_SERVER_RE.match(k) for k in raw):
         raise ConfigError("dynamicConfigFile: server.N lines must not also be in the static config")
@@ -498,6 +489,7 @@ def _merge_dynamic(raw: dict[str, str], cfg_path: Path, dynamic: str) -> None:
             raw[k] = v
         else:
             raise ConfigError(f"dynamicConfigFile: unexpected key {k} in {dyn_path}")
+    return dyn_path
 
 
 def _port(raw: dict[str, str], key: str, default: int) -> int:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zkpy.connection")
 
 NEW, CONNECTING, ESTABLISHED, CLOSING = range(4)
-FORWARDED = WRITE_OPS | {OpCode.SYNC}
+FORWARDED = WRITE_OPS | {OpCode.SYNC, OpCode.RECONFIG}
 
 # Why a connection is not read (bits of ClientConnection.held).  Frames already read
 # stay in `buf` until every reason is gone.

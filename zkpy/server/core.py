@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from zkpy.datatree.acl import check_acl, world_readable
+from zkpy.datatree.acl import check_acl, require, world_readable
 from zkpy.datatree.tree import DataTree, Event
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import (
@@ -42,6 +42,7 @@ from zkpy.jute.txns import (
     CloseSessionTxn,
     CreateSessionTxn,
     ErrorTxn,
+    SetDataTxn,
     Txn,
     TxnHeader,
     decode_txn,
@@ -266,7 +267,7 @@ class ZooKeeperServer:
             else:
                 self._close_local(conn, xid)
             return
-        if op in WRITE_OPS:
+        if op in WRITE_OPS or (op == OpCode.RECONFIG and self.config.reconfig_enabled):
             conn.pending.append((WAIT_WRITE, xid, op, req, time.perf_counter()))
             self._write(conn, xid, op, req, body)
         elif op == OpCode.SYNC and (self.is_learner or self.queue):
@@ -377,9 +378,28 @@ class ZooKeeperServer:
         try:
             if op == OpCode.MULTI:
                 return self.preparer.prepare_multi(req, zxid, sid, auth), OpCode.MULTI
+            if op == OpCode.RECONFIG:
+                return self._prepare_reconfig(req, zxid, auth), op
             return self.preparer.prepare(op, req, zxid, sid, auth), op
         except KeeperError as e:
             return ErrorTxn(e.code), OpCode.ERROR
+
+    def _prepare_reconfig(self, req: Any, zxid: int, auth: list[tuple[str, str]]) -> SetDataTxn:
+        """The reconfig op on the leader (the checks are the leader core's, in
+        PrepRequestProcessor's order; then WRITE on /zookeeper/config): a setData of
+        /zookeeper/config with the new config, logged under the reconfig type."""
+        if not self.config.reconfig_enabled:
+            raise KeeperError(Err.RECONFIGDISABLED)
+        prepare = getattr(self.zab, "prepare_reconfig", None)
+        if prepare is None:  # standalone: ZooKeeper has no reconfig there
+            raise KeeperError(Err.UNIMPLEMENTED)
+        text = prepare(req.joining, req.leaving, req.new_members, req.cur_config_id, zxid,
+                       self.now_ms(), self.config.standalone_enabled)
+        node = self.tree.nodes["/zookeeper/config"]
+        if self.config.skip_acl:
+            log.warning("skipACL is set, reconfig operation will skip ACL checks!")
+        require(node.acl, Perm.WRITE, auth, self.config.skip_acl)
+        return SetDataTxn("/zookeeper/config", text, -1)
 
     def _next_zxid(self) -> int:
         return self.zab.next_zxid() if self.zab is not None else self.zxid + 1
@@ -621,6 +641,9 @@ class ZooKeeperServer:
         self.stats.record(item[4], METRICS.updatelatency)
         if res.err:
             conn.send(frame(e.xid, hdr.zxid, res.err))
+        elif item[2] == OpCode.RECONFIG:  # GetDataResponse: the new config and the Stat
+            data = self.tree.nodes["/zookeeper/config"].data or b""
+            conn.send(frame(e.xid, hdr.zxid, 0, INT.pack(len(data)) + data + (res.stat or b"")))
         else:
             conn.send(frame(e.xid, hdr.zxid, 0, write_result_body(item[2], res)))
         conn.last_op(item[2], hdr.zxid)

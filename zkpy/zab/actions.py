@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab.packets import QuorumPacket
 
 
@@ -86,6 +87,15 @@ class Established:
 
 
 @dataclass(slots=True)
+class Activate:
+    """A config became the committed one (a reconfig committed, or the version the
+    initial config got when the epoch was established): use its members from now on and
+    write it to disk (zoo.cfg.dynamic.<version>)."""
+
+    config: QuorumConfig
+
+
+@dataclass(slots=True)
 class Abandon:
     """Give up this role and go back to leader election."""
 
@@ -143,6 +153,6 @@ class PingReply:
 
 Action = (
     Send | SendSnapshot | PersistAcceptedEpoch | PersistCurrentEpoch | Commit | LogTxns
-    | LoadSnapshot | Truncate | TakeSnapshot | Established | Abandon
+    | LoadSnapshot | Truncate | TakeSnapshot | Established | Activate | Abandon
     | ForwardedRequest | Revalidate | TouchSessions | SyncReleased | RevalidateAnswer | PingReply
 )

@@ -12,7 +12,8 @@ small interfaces:
   one to its leader);
 * `Pipeline`: the server core (zkpy.server.core.ZooKeeperServer): commit, log a
   proposal, forwarded requests, revalidation, syncs, sessions, replacing the tree;
-* two role callbacks: `established(epoch)` and `finish_role(reason)`.
+* the role callbacks: `established(epoch)`, `finish_role(reason)` and `activate(config)`
+  (a reconfig committed: the member's new view of the ensemble).
 
 zkpy.zab.peer plugs in files and asyncio streams; tests/sim_zab.py plugs in its fakes,
 so every simulated seed runs this code.  Each `run` is called per packet batch: keep it
@@ -26,10 +27,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from zkpy.jute.codec import Writer
+from zkpy.jute.constants import KeeperError
 from zkpy.jute.txns import TxnHeader
 from zkpy.server.metrics import METRICS
+from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab import actions as A
-from zkpy.zab.leader import Leader
+from zkpy.zab.leader import Leader, ReconfigRefused
 from zkpy.zab.learner import Learner
 from zkpy.zab.packets import PacketType, QuorumPacket, request_data
 
@@ -153,11 +156,13 @@ class LeaderExecutor:
     role = "leader"
 
     def __init__(self, leader: Leader, disk: Disk, established: Callable[[int], None],
-                 finish_role: Callable[[str], None], my_id: int = 0) -> None:
+                 finish_role: Callable[[str], None], my_id: int = 0,
+                 activate: Callable[[QuorumConfig], None] | None = None) -> None:
         self.leader = leader
         self.disk = disk
         self.established = established
         self.finish_role = finish_role
+        self.activate = activate
         self.my_id = my_id
         self.pipeline: Pipeline | None = None
         self.links: Mapping[int, Link] = {}
@@ -172,6 +177,20 @@ class LeaderExecutor:
 
     def persisted(self, zxid: int) -> None:
         self.run(self.leader.persisted(zxid))
+
+    def prepare_reconfig(self, joining: str | None, leaving: str | None, members: str | None,
+                         from_version: int, zxid: int, now_ms: int, standalone_enabled: bool) -> bytes:
+        """The new config's text for a reconfig request (the leader core's checks);
+        KeeperError with the client's error when refused."""
+        try:
+            config = self.leader.prepare_reconfig(joining, leaving, members, from_version, zxid,
+                                                  now_ms, standalone_enabled)
+        except ReconfigRefused as e:
+            log.warning("server %d: reconfig refused: %s", self.my_id, e)
+            raise KeeperError(e.code) from None
+        log.info("server %d: reconfig to version 0x%x: %s", self.my_id, zxid,
+                 ", ".join(config.lines()))
+        return config.text().encode()
 
     def forward(self, *args: Any) -> None:
         raise RuntimeError("the leader does not forward requests")
@@ -235,6 +254,10 @@ class LeaderExecutor:
             self.disk.write_epoch("currentEpoch", a.epoch)
         elif isinstance(a, A.Established):
             self.established(a.epoch)
+        elif isinstance(a, A.Activate):
+            self.voters = a.config.voters
+            if self.activate is not None:
+                self.activate(a.config)
         elif isinstance(a, A.ForwardedRequest):
             ls = self.leader.learners.get(a.learner)
             if ls is not None:
@@ -263,12 +286,14 @@ class LearnerExecutor:
     Set `pipeline` before the first action runs and `link` once connected to the leader."""
 
     def __init__(self, learner: Learner, role: str, disk: Disk, established: Callable[[int], None],
-                 finish_role: Callable[[str], None]) -> None:
+                 finish_role: Callable[[str], None],
+                 activate: Callable[[QuorumConfig], None] | None = None) -> None:
         self.learner = learner
         self.role = role  # "follower" or "observer"
         self.disk = disk
         self.established = established
         self.finish_role = finish_role
+        self.activate = activate
         self.pipeline: Pipeline | None = None
         self.link: Link | None = None
         self.voters: frozenset[int] = frozenset()  # the ensemble's voters, for mntr
@@ -342,6 +367,10 @@ class LearnerExecutor:
             self.tree_on_disk = True
         elif isinstance(a, A.Established):
             self.established(a.epoch)
+        elif isinstance(a, A.Activate):
+            self.voters = a.config.voters
+            if self.activate is not None:
+                self.activate(a.config)
         elif isinstance(a, A.PingReply):
             w = Writer()
             touched = core.touched

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from zkpy.jute.codec import Reader, Writer
-from zkpy.jute.constants import OpCode
+from zkpy.jute.constants import Err, OpCode
+from zkpy.server.quorum_config import QuorumConfig, QuorumConfigError
 from zkpy.zab.actions import (
     Abandon,
     Action,
+    Activate,
     Commit,
     Established,
     ForwardedRequest,
@@ -71,6 +73,30 @@ class Proposal:
     zxid: int
     payload: bytes
     acks: set[int] = field(default_factory=set)
+    # with a reconfig pending: the voters of the next config, which must ack it too
+    next_voters: frozenset[int] | None = None
+    config: QuorumConfig | None = None  # set on the reconfig txn itself
+
+
+class ReconfigRefused(Exception):
+    """A reconfig request the leader refuses; code is the client's error."""
+
+    def __init__(self, code: Err, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def reconfig_config(payload: bytes) -> QuorumConfig | None:
+    """The new config a reconfig txn (TxnHeader + SetDataTxn, type 16) carries, else None."""
+    if len(payload) < 32 or payload[28:32] != _RECONFIG_TYPE:
+        return None
+    r = Reader(payload[32:])
+    r.ustring()
+    data = r.buffer()
+    return QuorumConfig.from_bytes(data or b"")
+
+
+_RECONFIG_TYPE = int(OpCode.RECONFIG).to_bytes(4, "big")
 
 
 class Leader:
@@ -78,9 +104,19 @@ class Leader:
 
     def __init__(self, my_id: int, voters: frozenset[int], accepted_epoch: int, current_epoch: int,
                  last_zxid: int, history: list[tuple[int, bytes]], now_ms: int, tick_ms: int,
-                 init_limit: int, sync_limit: int, config: bytes = b"", history_limit: int = 500) -> None:
+                 init_limit: int, sync_limit: int, config: bytes = b"", history_limit: int = 500,
+                 quorum: QuorumConfig | None = None, next_quorum: QuorumConfig | None = None,
+                 reconfig: bool = False) -> None:
         self.my_id = my_id
-        self.voters = voters
+        self.voters = quorum.voters if quorum is not None else voters
+        # Reconfiguration (quorum given and reconfigEnabled): the committed config, and
+        # the one a reconfig proposed and nobody committed yet (Java's lastSeen); while
+        # that is pending every proposal needs a quorum of both.
+        self.quorum = quorum
+        self.next_quorum = next_quorum if reconfig and next_quorum is not None and quorum is not None \
+            and next_quorum.version > quorum.version else None
+        self.reconfig = reconfig and quorum is not None
+        self.allowed_to_commit = True
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
         self.last_zxid = last_zxid
@@ -107,6 +143,17 @@ class Leader:
     # ---- helpers ----------------------------------------------------------------
     def _quorum(self, ids: set[int]) -> bool:
         return len(ids & self.voters) * 2 > len(self.voters)
+
+    def _quorums(self, ids: set[int]) -> bool:
+        """A quorum of the committed config and of a pending one (SyncedLearnerTracker)."""
+        nq = self.next_quorum
+        return self._quorum(ids) and (nq is None or nq.is_quorum(ids))
+
+    def _newleader_config(self) -> bytes:
+        if self.quorum is None:
+            return self.config
+        q = self.next_quorum if self.next_quorum is not None and not self.established else self.quorum
+        return q.text().encode()
 
     def _send(self, handle: int, type_: PacketType, zxid: int, data: bytes | None = None) -> Send:
         return Send(handle, QuorumPacket(type_, zxid, data))
@@ -174,7 +221,9 @@ class Leader:
     def _on_info(self, ls: LearnerState, pkt: QuorumPacket) -> list[Action]:
         sid, _version, _cfg = parse_learner_info(pkt.data or b"")
         ls.sid = sid
-        ls.observer = pkt.type == PacketType.OBSERVERINFO or sid not in self.voters
+        # A FOLLOWERINFO from a server outside the config is a non-voting follower (it gets
+        # proposals and its acks count for a next config that names it), as in the reference.
+        ls.observer = pkt.type == PacketType.OBSERVERINFO or (not self.reconfig and sid not in self.voters)
         ls.accepted_epoch = epoch_of(pkt.zxid)
         ls.phase = Phase.EPOCH
         out: list[Action] = []
@@ -182,9 +231,14 @@ class Leader:
             # Every learner's acceptedEpoch raises the new epoch, observers' too (as the
             # reference's getEpochToPropose); only voters count towards the quorum (_quorum).
             self.epoch_candidates[sid] = ls.accepted_epoch
-            if self._quorum(set(self.epoch_candidates)):
+            if self._quorums(set(self.epoch_candidates)):
                 self.new_epoch = max(self.epoch_candidates.values()) + 1
                 self.accepted_epoch = self.new_epoch
+                if self.reconfig and self.next_quorum is None and self.quorum is not None \
+                        and self.quorum.version == 0:
+                    # ZOOKEEPER-1783: the initial config gets a version once established,
+                    # the zxid of NEWLEADER; learners agree on it with NEWLEADER
+                    self.next_quorum = self.quorum.with_version(self.new_epoch << 32)
                 out.append(PersistAcceptedEpoch(self.new_epoch))
                 for other in self.learners.values():
                     if other.phase == Phase.EPOCH:
@@ -218,7 +272,7 @@ class Leader:
                 return self._abandon(f"learner {ls.sid} is ahead: epoch {epoch} zxid 0x{pkt.zxid:x}")
             if epoch != -1 and not ls.observer:
                 self.epoch_acks.add(ls.sid)
-            if not self._quorum(self.epoch_acks):
+            if not self._quorums(self.epoch_acks):
                 return out
             self.epoch_acked_quorum = True
             self.current_epoch = self.new_epoch
@@ -259,7 +313,8 @@ class Leader:
         for z in sorted(self.outstanding):
             if not ls.observer:
                 out.append(self._send(ls.handle, PacketType.PROPOSAL, z, self.outstanding[z].payload))
-        out.append(self._send(ls.handle, PacketType.NEWLEADER, self.new_epoch << 32, self.config))
+        out.append(self._send(ls.handle, PacketType.NEWLEADER, self.new_epoch << 32,
+                              self._newleader_config()))
         ls.phase = Phase.SYNCING
         return out
 
@@ -294,9 +349,18 @@ class Leader:
         ls.phase = Phase.WAIT_UPTODATE
         if not ls.observer:
             self.newleader_acks.add(ls.sid)
-        if self._quorum(self.newleader_acks):
+        if self._quorums(self.newleader_acks):
             self.established = True
             self.last_committed = self.last_proposed = max(self.last_committed, self.new_epoch << 32)
+            nq = self.next_quorum
+            if nq is not None:
+                # the config NEWLEADER carried is agreed: activate it (Leader.startZkServer)
+                self.quorum, self.voters, self.next_quorum = nq, nq.voters, None
+                out.append(Activate(nq))
+                if self.my_id not in nq.voters:
+                    out.append(Established(self.new_epoch))
+                    return out + self._abandon(f"server {self.my_id} is not a voter in config "
+                                               f"version {nq.version:x}")
             out.append(Established(self.new_epoch))
             for other in self.learners.values():
                 if other.phase == Phase.WAIT_UPTODATE:
@@ -318,7 +382,13 @@ class Leader:
         if zxid & 0xFFFFFFFF == 0xFFFFFFFF:
             return self._abandon("zxid counter exhausted; forcing a new epoch")
         self.last_proposed = zxid
-        self.outstanding[zxid] = Proposal(zxid, payload)
+        p = self.outstanding[zxid] = Proposal(zxid, payload)
+        if self.reconfig:
+            new = reconfig_config(payload)
+            if new is not None:
+                p.config = self.next_quorum = new
+            if self.next_quorum is not None:
+                p.next_voters = self.next_quorum.voters
         out: list[Action] = []
         pkt = QuorumPacket(PacketType.PROPOSAL, zxid, payload)  # one object: encoded once by the caller
         for ls in self.learners.values():
@@ -338,8 +408,14 @@ class Leader:
         while self.outstanding:
             z = next(iter(self.outstanding))  # proposals are inserted in zxid order
             p = self.outstanding[z]
-            if not self._quorum(p.acks):
+            if not self._quorum(p.acks) or not self.allowed_to_commit:
                 break
+            nv = p.next_voters
+            if nv is not None and len(p.acks & nv) * 2 <= len(nv):
+                break
+            if p.config is not None:
+                out += self._commit_reconfig(p)
+                continue
             del self.outstanding[z]
             self.last_committed = z
             self.history.append((z, p.payload))
@@ -358,6 +434,92 @@ class Leader:
             if handle in self.learners:
                 out.append(self._send(handle, PacketType.SYNC, 0))
         return out
+
+    def _commit_reconfig(self, p: Proposal) -> list[Action]:
+        """Commit a reconfig: activate its config here, COMMITANDACTIVATE to followers and
+        INFORMANDACTIVATE to observers, both naming the designated leader; a leader that
+        is not the designated one commits nothing more and steps down."""
+        assert p.config is not None
+        z = p.zxid
+        del self.outstanding[z]
+        self.last_committed = z
+        self.history.append((z, p.payload))
+        new = p.config
+        designated = self._designated_leader(p)
+        self.quorum, self.voters = new, new.voters
+        if self.next_quorum is new:
+            self.next_quorum = None
+        leader_bytes = designated.to_bytes(8, "big", signed=True)
+        commit = QuorumPacket(PacketType.COMMITANDACTIVATE, z, leader_bytes)
+        inform = QuorumPacket(PacketType.INFORMANDACTIVATE, z, leader_bytes + p.payload)
+        out: list[Action] = []
+        for ls in self.learners.values():
+            if ls.phase in _SENDING:
+                out.append(Send(ls.handle, inform if ls.observer else commit))
+        out += [Commit(z), Activate(new)]
+        if designated != self.my_id:
+            self.allowed_to_commit = False
+            out += self._abandon(f"reconfig 0x{z:x}: server {designated} is the designated leader")
+        return out
+
+    def _designated_leader(self, p: Proposal) -> int:
+        """Leader.getDesignatedLeader: ourselves if still a voter, else the voter of the
+        new config that acked the reconfig and the most proposals after it."""
+        assert p.config is not None
+        if self.my_id in p.config.voters:
+            return self.my_id
+        candidates = (p.acks & p.config.voters) - {self.my_id}
+        best = min(candidates)
+        z = p.zxid + 1
+        while z in self.outstanding and candidates:
+            candidates &= self.outstanding[z].acks
+            if not candidates:
+                break
+            best = min(candidates)
+            z += 1
+        return best
+
+    # ---- reconfiguration requests ---------------------------------------------------------
+    def prepare_reconfig(self, joining: str | None, leaving: str | None, members: str | None,
+                         from_version: int, zxid: int, now_ms: int,
+                         standalone_enabled: bool = True) -> QuorumConfig:
+        """PrepRequestProcessor's reconfig checks, in its order; raises ReconfigRefused.
+        The ACL check on /zookeeper/config comes after these (the caller's)."""
+        if not self.reconfig or self.quorum is None:
+            raise ReconfigRefused(Err.RECONFIGDISABLED, "reconfig is disabled")
+        current = self.quorum
+        last_seen = self.next_quorum or current
+        if last_seen.version != current.version:
+            raise ReconfigRefused(Err.RECONFIGINPROGRESS, "another reconfig is in progress")
+        if from_version != -1 and from_version != last_seen.version:
+            raise ReconfigRefused(Err.BADVERSION, f"Reconfiguration from version {from_version} failed "
+                                  f"-- last seen version is {last_seen.version}")
+        try:
+            if members is not None:
+                new = QuorumConfig.parse(members, zxid)
+            else:
+                new = QuorumConfig(last_seen.incremental(joining, leaving), zxid)
+        except QuorumConfigError as e:
+            raise ReconfigRefused(Err.BADARGUMENTS, str(e)) from None
+        if standalone_enabled and len(new.voters) < 2:
+            raise ReconfigRefused(Err.BADARGUMENTS, "Reconfig failed - new configuration must "
+                                  "include at least 2 followers")
+        if len(new.voters) < 1:
+            raise ReconfigRefused(Err.BADARGUMENTS, "Reconfig failed - new configuration must "
+                                  "include at least 1 follower")
+        if not self.quorum_synced(new.voters, now_ms):
+            raise ReconfigRefused(Err.NEWCONFIGNOQUORUM, "Reconfig failed - there must be a connected "
+                                  "and synced quorum in new configuration")
+        return new
+
+    def quorum_synced(self, voters: frozenset[int], now_ms: int) -> bool:
+        """Leader.isQuorumSynced: we and the followers in broadcast that were heard from
+        within syncLimit hold a majority of voters."""
+        limit = self.sync_limit * self.tick_ms
+        ids = {self.my_id} | {ls.sid for ls in self.learners.values()
+                              if ls.phase is _BROADCAST and not ls.observer
+                              and now_ms - ls.last_heard <= limit}
+        return len(ids & voters) * 2 > len(voters)
 
     def _on_request(self, ls: LearnerState, pkt: QuorumPacket) -> list[Action]:
         sid, cxid, op, body = parse_request_data(pkt.data or b"")
@@ -392,7 +554,7 @@ class Leader:
                 ls.sid for ls in self.learners.values()
                 if ls.phase == Phase.BROADCAST and not ls.observer and now_ms - ls.last_heard <= limit
             }
-            if not self._quorum(synced):
+            if not self._quorums(synced):
                 return self._abandon("lost the quorum of synced followers")
         if now_ms >= self.next_ping:
             self.next_ping = now_ms + self.tick_ms // 2

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from enum import Enum
 
 from zkpy.jute.codec import Reader
+from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab.actions import (
     Abandon,
     Action,
+    Activate,
     Commit,
     Established,
     LoadSnapshot,
@@ -29,6 +31,7 @@ from zkpy.zab.actions import (
     TakeSnapshot,
     Truncate,
 )
+from zkpy.zab.leader import reconfig_config
 from zkpy.zab.packets import PacketType, QuorumPacket, learner_info
 
 LEADER = 0  # the handle of the leader connection in Send actions
@@ -50,8 +53,16 @@ class Learner:
 
     def __init__(self, my_id: int, observer: bool, accepted_epoch: int, current_epoch: int,
                  last_logged_zxid: int, now_ms: int, tick_ms: int, init_limit: int,
-                 sync_limit: int) -> None:
+                 sync_limit: int, leader_id: int = -1, quorum: QuorumConfig | None = None,
+                 reconfig: bool = False) -> None:
         self.my_id = my_id
+        # Reconfiguration (reconfigEnabled with the committed config given): the config
+        # NEWLEADER carried, activated at UPTODATE, and the configs of the reconfig txns
+        # proposed, activated by their COMMITANDACTIVATE / INFORMANDACTIVATE.
+        self.leader_id = leader_id
+        self.quorum = quorum if reconfig else None
+        self.newleader_quorum: QuorumConfig | None = None
+        self.reconfigs: dict[int, QuorumConfig] = {}
         self.observer = observer
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
@@ -104,7 +115,10 @@ class Learner:
                 if t == _PROPOSAL:
                     self.last_logged = pkt.zxid
                     self.unacked.append(pkt.zxid)
-                    logged.append(pkt.data or b"")
+                    data = pkt.data or b""
+                    logged.append(data)
+                    if self.quorum is not None:
+                        self._note_reconfig(pkt.zxid, data)
                     continue
                 if t == _COMMIT:
                     commit = pkt.zxid
@@ -177,12 +191,18 @@ class Learner:
             return []
         if t == PacketType.PROPOSAL:
             self.held.append((pkt.zxid, pkt.data or b""))
+            if self.quorum is not None:
+                self._note_reconfig(pkt.zxid, pkt.data or b"")
             return []
-        if t == PacketType.COMMIT:
+        if t in (PacketType.COMMIT, PacketType.COMMITANDACTIVATE):
             self.held_committed.add(pkt.zxid)
             return []
         if t == PacketType.INFORM:
             self.held.append((pkt.zxid, pkt.data or b""))
+            self.held_committed.add(pkt.zxid)
+            return []
+        if t == PacketType.INFORMANDACTIVATE:
+            self.held.append((pkt.zxid, (pkt.data or b"")[8:]))
             self.held_committed.add(pkt.zxid)
             return []
         if t == PacketType.NEWLEADER:
@@ -194,6 +214,8 @@ class Learner:
     def _on_newleader(self, pkt: QuorumPacket) -> list[Action]:
         """Persist the synced txns, then currentEpoch, and only then ack NEWLEADER."""
         out: list[Action] = []
+        if self.quorum is not None and pkt.data:
+            self.newleader_quorum = QuorumConfig.from_bytes(pkt.data)
         if self.sync_mode in ("snap", "trunc"):
             out.append(TakeSnapshot())
         if self.held:
@@ -218,6 +240,44 @@ class Learner:
             # proposals synced with NEWLEADER were made durable then; ack them now
             out += [self._send(PacketType.ACK, z) for z in self.uptodate_acks]
         self.uptodate_acks = []
+        nq = self.newleader_quorum
+        if nq is not None and self.quorum is not None and nq.version > self.quorum.version:
+            out += self._activate(nq, None)  # Learner.syncWithLeader at UPTODATE
+        return out
+
+    # ---- reconfiguration ----------------------------------------------------------------
+    def _note_reconfig(self, zxid: int, payload: bytes) -> None:
+        config = reconfig_config(payload)
+        if config is not None:
+            self.reconfigs[zxid] = config
+
+    def _activate(self, config: QuorumConfig, designated: int | None) -> list[Action]:
+        """QuorumPeer.processReconfig: use config; a role that changes with it (participant
+        <-> observer, an observer left out) or another designated leader ends this role."""
+        assert self.quorum is not None
+        if config.version <= self.quorum.version:
+            return []
+        self.quorum = config
+        out: list[Action] = [Activate(config)]
+        me = self.my_id
+        if me in config.members:
+            change = (me in config.observers) != self.observer
+        else:
+            change = self.observer  # an observer left out becomes a non-voting participant
+        if change:
+            return out + self._abandon(f"reconfig 0x{config.version:x} changes our role")
+        if designated is not None and designated != self.leader_id:
+            return out + self._abandon(f"reconfig 0x{config.version:x} designates leader {designated}")
+        return out
+
+    def _commit_and_activate(self, zxid: int, data: bytes) -> list[Action]:
+        out: list[Action] = [Commit(zxid)]
+        config = self.reconfigs.pop(zxid, None)
+        for z in [z for z in self.reconfigs if z < zxid]:
+            del self.reconfigs[z]
+        if config is not None and self.quorum is not None:
+            designated = int.from_bytes(data[:8], "big", signed=True) if len(data) >= 8 else None
+            out += self._activate(config, designated)
         return out
 
     # ---- broadcast ------------------------------------------------------------------
@@ -226,12 +286,22 @@ class Learner:
         if t == PacketType.PROPOSAL:
             self.last_logged = pkt.zxid
             self.unacked.append(pkt.zxid)
+            if self.quorum is not None:
+                self._note_reconfig(pkt.zxid, pkt.data or b"")
             return [LogTxns((pkt.data or b"",))]
         if t == PacketType.COMMIT:
             return [Commit(pkt.zxid)]
         if t == PacketType.INFORM:
             self.last_logged = pkt.zxid
             return [LogTxns((pkt.data or b"",)), Commit(pkt.zxid)]
+        if t == PacketType.COMMITANDACTIVATE:
+            return self._commit_and_activate(pkt.zxid, pkt.data or b"")
+        if t == PacketType.INFORMANDACTIVATE:
+            self.last_logged = pkt.zxid
+            data = pkt.data or b""
+            if self.quorum is not None:
+                self._note_reconfig(pkt.zxid, data[8:])
+            return [LogTxns((data[8:],))] + self._commit_and_activate(pkt.zxid, data)
         if t == PacketType.PING:
             return [PingReply(pkt.zxid)]
         if t == PacketType.SYNC:

@@ -32,7 +32,9 @@ from zkpy.persistence.txnlog import TxnLog, iter_log
 from zkpy.server.config import Config
 from zkpy.server.core import ZooKeeperServer
 from zkpy.server.database import Database
+from zkpy.server.dynamic_config import backup_static_config, write_dynamic_config
 from zkpy.server.metrics import METRICS
+from zkpy.server.quorum_config import QuorumConfig
 from zkpy.server.quorum_link import QuorumLink
 from zkpy.zab.epochs import load_epochs, write_epoch
 from zkpy.zab.executors import LeaderExecutor, LearnerExecutor, load_tree
@@ -141,10 +143,15 @@ class QuorumPeer:
         if self.my_id not in config.servers:
             raise RuntimeError(f"myid {self.my_id} has no server.{self.my_id} line in the config")
         self.me = config.servers[self.my_id]
-        self.voters = frozenset(s for s, spec in config.servers.items() if not spec.observer)
-        self.observers = frozenset(s for s, spec in config.servers.items() if spec.observer)
+        # the committed membership (QuorumPeer's quorumVerifier), and a newer one a
+        # reconfig proposed that this member logged but has not seen committed (lastSeen)
+        self.quorum: QuorumConfig = config.quorum
+        self.last_seen: QuorumConfig | None = None
         self.snap_dir = config.data_dir / VERSION_DIR
-        self.fle = FastLeaderElection(self.my_id, self.voters, self.observers)
+        self.fle = FastLeaderElection(self.my_id, self.voters, self.observers,
+                                      config=self._config_text())
+        if config.reconfig_enabled and config.dynamic_config_file is None and config.source is not None:
+            backup_static_config(config.source)
         self.transport: ElectionTransport | None = None
         self.core = ZooKeeperServer(config, server_id=self.my_id)
         self.core.serving = False
@@ -159,6 +166,14 @@ class QuorumPeer:
         self.database: Database | None = None
         self.disk = FileDisk(self)
         self.link = QuorumLink.from_config(config)  # TLS and SASL on both quorum ports
+
+    @property
+    def voters(self) -> frozenset[int]:
+        return self.quorum.voters
+
+    @property
+    def observers(self) -> frozenset[int]:
+        return self.quorum.observers
 
     @property
     def tick(self) -> int:
@@ -232,7 +247,17 @@ class QuorumPeer:
             with no_gc():  # as open_database: no collection walks the new tree before it is frozen
                 tree = load_tree(self.disk, None)
                 gc.freeze()
+        self._note_last_seen(tree)
         return tree, tree.last_processed_zxid
+
+    def _note_last_seen(self, tree: DataTree) -> None:
+        """A reconfig txn logged (and so replayed into the tree) but not activated here is
+        the config this member last saw: a leader completes it before serving."""
+        node = tree.get("/zookeeper/config")
+        seen = QuorumConfig.from_bytes(node.data or b"") if node is not None else None
+        if seen is not None and seen.version > self.quorum.version and self.config.reconfig_enabled:
+            self.last_seen = seen
+        tree.set_config_data(self._config_text())
 
     async def close(self) -> None:
         self.request_stop()
@@ -362,10 +387,11 @@ class QuorumPeer:
             self.config.data_log_dir / VERSION_DIR, snaps[0][0] if snaps else 0), 500)]
         leader = Leader(self.my_id, self.voters, accepted, current, last_zxid, history, self.now(),
                         self.tick, self.config.init_limit or 10, self.config.sync_limit or 5,
-                        self._config_text())
+                        self._config_text(), quorum=self.quorum, next_quorum=self.last_seen,
+                        reconfig=self.config.reconfig_enabled)
         glue = LeaderExecutor(leader, self.disk,
                               lambda epoch: self._established(epoch, ServerState.LEADING, self.my_id),
-                              self._finish_role, self.my_id)
+                              self._finish_role, self.my_id, self._activate)
         core = self._new_core(tree, glue)
         glue.pipeline = core
         streams: dict[int, QuorumStream] = {}
@@ -402,12 +428,34 @@ class QuorumPeer:
                 s.close()
 
     def _config_text(self) -> bytes:
-        lines = []
-        for sid, s in sorted(self.config.servers.items()):
-            role = "observer" if s.observer else "participant"
-            lines.append(f"server.{sid}={s.host}:{s.quorum_port}:{s.election_port}:{role}")
-        lines.append("version=0")
-        return "\n".join(lines).encode()
+        return self.quorum.text().encode()
+
+    def _activate(self, config: QuorumConfig) -> None:
+        """A config became the committed one (QuorumPeer.processReconfig): use its
+        members for elections and roles, show it in /zookeeper/config, and write
+        zoo.cfg.dynamic.<version> and the static file pointing at it, as Java does."""
+        if config.version <= self.quorum.version:
+            return
+        self.quorum = config
+        if self.last_seen is not None and self.last_seen.version <= config.version:
+            self.last_seen = None
+        log.info("server %d: config version 0x%x active: %s", self.my_id, config.version,
+                 ", ".join(config.lines()))
+        self.core.tree.set_config_data(self._config_text())
+        self.fle.reconfigure(config.voters, config.observers, self._config_text())
+        if self.transport is not None:
+            for sid, spec in config.members.items():
+                if sid != self.my_id:
+                    self.transport.peers[sid] = (spec.host, spec.election_port)
+        me = config.members.get(self.my_id)
+        if me is not None:
+            self.me = me
+        if self.config.source is not None and self.config.reconfig_enabled:
+            erase_client = me is not None and me.client_port is not None
+            try:
+                write_dynamic_config(self.config.source, config, erase_client)
+            except OSError as e:  # as Java: logged, the new config is still used
+                log.error("server %d: cannot write the dynamic config file: %s", self.my_id, e)
 
     def _established(self, epoch: int, state: ServerState, leader_sid: int) -> None:
         core = self.core
@@ -435,18 +483,20 @@ class QuorumPeer:
         loop = asyncio.get_running_loop()
         self._role_done = loop.create_future()
         self._role_started = self.now()
-        leader_spec = self.config.servers.get(decided.vote.leader)
+        leader_spec = self.quorum.members.get(decided.vote.leader)
         if leader_spec is None:
             return f"unknown leader {decided.vote.leader}"
         self._open_log()
         observer = self.my_id in self.observers
         learner = Learner(self.my_id, observer, accepted, current, last_zxid, self.now(), self.tick,
-                          self.config.init_limit or 10, self.config.sync_limit or 5)
+                          self.config.init_limit or 10, self.config.sync_limit or 5,
+                          leader_id=decided.vote.leader, quorum=self.quorum,
+                          reconfig=self.config.reconfig_enabled)
         state = ServerState.OBSERVING if observer else ServerState.FOLLOWING
         leader_sid = decided.vote.leader
         glue = LearnerExecutor(learner, "observer" if observer else "follower", self.disk,
                                lambda epoch: self._established(epoch, state, leader_sid),
-                               self._finish_role)
+                               self._finish_role, self._activate)
         glue.voters = self.voters
         core = self._new_core(tree, glue)
         glue.pipeline = core
@@ -542,7 +592,7 @@ class FileDisk:
         cfg = self.config
         tree, _ = recover(cfg.data_dir, cfg.data_log_dir, cfg.snapshot_trust_empty,
                           cfg.progress_snapshot_bytes, cfg.progress_txns)
-        tree.set_config_data(self.peer._config_text())
+        self.peer._note_last_seen(tree)
         return tree
 
     def replay_log(self, tree: DataTree) -> int:
