@@ -32,9 +32,6 @@ def kinds(zkpy_xfail: str | None = None) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("ens", params, indirect=True)
 
 
-NOT_YET = "issue 12: zkpy answers reconfig with UNIMPLEMENTED"
-ONE_MEMBER = "issue 12: zkpy cannot run a one-member quorum (standaloneEnabled=false)"
-NO_CONFIG_VERSION = "issue 12: zkpy's /zookeeper/config says version=0 and has no dynamic config file"
 
 
 @dataclass

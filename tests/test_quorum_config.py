@@ -97,7 +97,7 @@ def test_write_dynamic_config_files(tmp_path: Path) -> None:
     "server.5=127.0.0.1:1:2",  # no client port
     "server.5=127.0.0.1:1:2:witness;3",  # unknown role
     "server.5=127.0.0.1:40099:9;3",  # quorum address of server.1
-    "server.x=127.0.0.1:7:8;9",
+    "server.x=127.0.0.1:7:8;9",  # (NotANumber: MARSHALLINGERROR for the client)
 ])
 def test_bad_joiners_are_refused(joining: str) -> None:
     with pytest.raises(QuorumConfigError):

@@ -34,8 +34,6 @@ from kazoo.security import ACL, Permissions, make_acl
 
 from tests.ensemble import Ensemble, wait_until
 from tests.reconfig_support import (
-    NO_CONFIG_VERSION,
-    NOT_YET,
     SUPER,
     Config,
     files_follow,
@@ -114,7 +112,7 @@ def on_every_member(ens: Ensemble, sids: tuple[int, ...], expected: bytes) -> No
 # --------------------------------------------------------------------------- at start
 
 
-@kinds(NO_CONFIG_VERSION)
+@kinds()
 def test_config_at_start(ens: Ensemble) -> None:
     """Before any reconfig (this test runs first in the module)."""
     cfg = read_config(anon(ens))
@@ -143,7 +141,7 @@ def test_config_at_start(ens: Ensemble) -> None:
 # --------------------------------------------------------------------------- errors
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_errors_come_before_the_acl_check(ens: Ensemble) -> None:
     """ZooKeeper checks the version, the spec and the new quorum before the ACL: a client
     without auth sees BADVERSION, BADARGUMENTS, NEWCONFIGNOQUORUM, and NOAUTH only for a
@@ -164,7 +162,7 @@ def test_errors_come_before_the_acl_check(ens: Ensemble) -> None:
     assert read_config(c) == before
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_bad_arguments(ens: Ensemble) -> None:
     c = su(ens)
     before = read_config(c)
@@ -191,7 +189,7 @@ def test_bad_arguments(ens: Ensemble) -> None:
     assert read_config(c) == before
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_bad_version(ens: Ensemble) -> None:
     c = su(ens)
     before = read_config(c)
@@ -207,7 +205,7 @@ def test_bad_version(ens: Ensemble) -> None:
     c.reconfig(None, "4", None, from_config=after.version)  # -1 (the default) is no check
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_new_config_without_a_synced_quorum(ens: Ensemble) -> None:
     c = su(ens)
     before = read_config(c)
@@ -225,7 +223,7 @@ def test_new_config_without_a_synced_quorum(ens: Ensemble) -> None:
         c.reconfig(None, "3", None)
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_reconfig_in_progress(ens: Ensemble) -> None:
     """While a reconfig's proposal waits for acks (both followers paused), the next one is
     refused with RECONFIGINPROGRESS; the first commits once they resume."""
@@ -259,7 +257,7 @@ def watch_config(client: Any) -> list[Any]:
     return events
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_add_and_remove_an_observer(ens: Ensemble) -> None:
     follower = next(ens[s] for s in VOTERS if ens[s].mode() == "follower")
     c = su(ens, follower.sid)  # through a follower: it forwards the op and the reply
@@ -285,7 +283,7 @@ def test_add_and_remove_an_observer(ens: Ensemble) -> None:
     on_every_member(ens, VOTERS, removed.data)
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_add_and_remove_a_participant_and_the_files(ens: Ensemble) -> None:
     c = su(ens)
     before = read_config(c)
@@ -305,7 +303,7 @@ def test_add_and_remove_a_participant_and_the_files(ens: Ensemble) -> None:
     assert again.lines == removed.lines and again.version > removed.version
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_participant_to_observer_and_back(ens: Ensemble) -> None:
     leader = ens.leader()
     f = next(ens[s] for s in VOTERS if ens[s] is not leader)
@@ -331,7 +329,7 @@ def test_participant_to_observer_and_back(ens: Ensemble) -> None:
     assert f.mode() == "follower"
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_non_incremental(ens: Ensemble) -> None:
     c = su(ens)
     wanted = [joiner_spec(ens[s]) for s in VOTERS] + [joiner_spec(ens[4], "observer")]
@@ -345,7 +343,7 @@ def test_non_incremental(ens: Ensemble) -> None:
     expect_config(Config(data, None), wanted[:3])
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_acl_on_the_config_node_lets_others_reconfig(ens: Ensemble) -> None:
     s = su(ens)
     c = anon(ens)
@@ -370,7 +368,7 @@ def zkcli(hosts: str, script: str) -> str:
     return done.stdout + done.stderr
 
 
-@kinds(NOT_YET)
+@kinds()
 def test_zkcli_config_and_reconfig(ens: Ensemble) -> None:
     from tests.conftest import require_tool
 

@@ -16,7 +16,7 @@ from kazoo.exceptions import ReconfigDisabledError, UnimplementedError
 
 from tests.conftest import KINDS, ServerProcess, start_server
 from tests.ensemble import Ensemble
-from tests.reconfig_support import ONE_MEMBER, SUPER, SUPER_FLAG, start_timeout
+from tests.reconfig_support import SUPER, SUPER_FLAG, start_timeout
 
 GOOD = "server.2=127.0.0.1:1:2:observer;127.0.0.1:3"
 REQUESTS = [(GOOD, None, None), ("some thing", None, None), (None, "1", None), (None, None, GOOD)]
@@ -68,8 +68,7 @@ def test_standalone_with_reconfig_enabled(standalone_reconfig: ServerProcess) ->
     assert "dynamicConfigFile" not in (srv.workdir / "zoo.cfg").read_text()
 
 
-@pytest.mark.parametrize("kind", [
-    pytest.param("zkpy", marks=pytest.mark.xfail(strict=True, reason=ONE_MEMBER)), "reference"])
+@pytest.mark.parametrize("kind", ["zkpy", "reference"])
 def test_reconfig_disabled_in_a_quorum(kind: str) -> None:
     """A one-member quorum (standaloneEnabled=false) with reconfigEnabled=false."""
     with Ensemble([kind], extra={"standaloneEnabled": "false"}, jvm_flags=[SUPER_FLAG]) as e:

@@ -368,10 +368,17 @@ class DataTree:
         return ApplyResult(0, subs=subs)
 
     # ---- misc -----------------------------------------------------------------------
-    def set_config_data(self, data: bytes, version: int = -1) -> None:
+    def set_config_data(self, data: bytes, version: int = -1, mzxid: int | None = None,
+                        mtime: int | None = None) -> None:
+        """/zookeeper/config's data; an ensemble member also sets mzxid to the config's
+        version and mtime to now (ZKDatabase.initConfigInZKDatabase)."""
         node = self.nodes["/zookeeper/config"]
         node.data = data
         node.version = version
+        if mzxid is not None:
+            node.mzxid = mzxid
+        if mtime is not None:
+            node.mtime = mtime
 
 
 __all__ = ["ApplyResult", "DataTree", "Event", "Znode", "owner_ttl", "ttl_owner"]

@@ -28,6 +28,11 @@ class QuorumConfigError(ValueError):
     """A membership line or list that ZooKeeper would refuse."""
 
 
+class NotANumber(QuorumConfigError):
+    """A server id that is not a number: Java's Long.parseLong fails outside the reconfig
+    checks, and the client gets MARSHALLINGERROR rather than BADARGUMENTS."""
+
+
 @dataclass(slots=True)
 class ServerSpec:
     """One member: server.N's addresses and role."""
@@ -157,6 +162,8 @@ class QuorumConfig:
                     raise QuorumConfigError(f"version: '{value.strip()}' is not hexadecimal") from None
                 continue
             m = _SERVER_KEY.match(key)
+            if m is None and key.startswith("server."):
+                raise NotANumber(f"{key}: the server id is not a number")
             if m is None:
                 raise QuorumConfigError(f"unrecognised parameter: {key}")
             sid = int(m.group(1))
@@ -180,7 +187,7 @@ class QuorumConfig:
             try:
                 members.pop(int(sid_text), None)
             except ValueError:
-                raise QuorumConfigError(f"'{sid_text}' is not a server id") from None
+                raise NotANumber(f"'{sid_text}' is not a server id") from None
         for joiner in _split(joining):
             parts = [p for p in joiner.split("=") if p]
             if len(parts) != 2:
@@ -188,7 +195,7 @@ class QuorumConfig:
             try:
                 sid = int(parts[0][parts[0].rfind(".") + 1:].strip())
             except ValueError:
-                raise QuorumConfigError(f"'{parts[0]}' does not name a server id") from None
+                raise NotANumber(f"'{parts[0]}' does not name a server id") from None
             spec = parse_server(sid, parts[1])
             if spec.client_port is None:
                 raise QuorumConfigError("Wrong format of server string - each server should have "

@@ -14,7 +14,7 @@ from enum import Enum
 
 from zkpy.jute.codec import Reader, Writer
 from zkpy.jute.constants import Err, OpCode
-from zkpy.server.quorum_config import QuorumConfig, QuorumConfigError
+from zkpy.server.quorum_config import NotANumber, QuorumConfig, QuorumConfigError
 from zkpy.zab.actions import (
     Abandon,
     Action,
@@ -232,17 +232,7 @@ class Leader:
             # reference's getEpochToPropose); only voters count towards the quorum (_quorum).
             self.epoch_candidates[sid] = ls.accepted_epoch
             if self._quorums(set(self.epoch_candidates)):
-                self.new_epoch = max(self.epoch_candidates.values()) + 1
-                self.accepted_epoch = self.new_epoch
-                if self.reconfig and self.next_quorum is None and self.quorum is not None \
-                        and self.quorum.version == 0:
-                    # ZOOKEEPER-1783: the initial config gets a version once established,
-                    # the zxid of NEWLEADER; learners agree on it with NEWLEADER
-                    self.next_quorum = self.quorum.with_version(self.new_epoch << 32)
-                out.append(PersistAcceptedEpoch(self.new_epoch))
-                for other in self.learners.values():
-                    if other.phase == Phase.EPOCH:
-                        out.append(self._leaderinfo(other))
+                out += self._choose_epoch()
         elif ls.accepted_epoch > self.new_epoch:
             # It promised a would-be leader of a newer epoch (one that never got going) to
             # refuse older epochs, so it would refuse ours after every election and stay
@@ -252,6 +242,20 @@ class Leader:
                                  f"({self.new_epoch})")
         else:
             out.append(self._leaderinfo(ls))
+        return out
+
+    def _choose_epoch(self) -> list[Action]:
+        self.new_epoch = max(self.epoch_candidates.values()) + 1
+        self.accepted_epoch = self.new_epoch
+        if self.reconfig and self.next_quorum is None and self.quorum is not None \
+                and self.quorum.version == 0:
+            # ZOOKEEPER-1783: the initial config gets a version once established, the
+            # zxid of NEWLEADER; learners agree on it with NEWLEADER
+            self.next_quorum = self.quorum.with_version(self.new_epoch << 32)
+        out: list[Action] = [PersistAcceptedEpoch(self.new_epoch)]
+        for other in self.learners.values():
+            if other.phase == Phase.EPOCH:
+                out.append(self._leaderinfo(other))
         return out
 
     def _leaderinfo(self, ls: LearnerState) -> Send:
@@ -350,22 +354,45 @@ class Leader:
         if not ls.observer:
             self.newleader_acks.add(ls.sid)
         if self._quorums(self.newleader_acks):
-            self.established = True
-            self.last_committed = self.last_proposed = max(self.last_committed, self.new_epoch << 32)
-            nq = self.next_quorum
-            if nq is not None:
-                # the config NEWLEADER carried is agreed: activate it (Leader.startZkServer)
-                self.quorum, self.voters, self.next_quorum = nq, nq.voters, None
-                out.append(Activate(nq))
-                if self.my_id not in nq.voters:
-                    out.append(Established(self.new_epoch))
-                    return out + self._abandon(f"server {self.my_id} is not a voter in config "
-                                               f"version {nq.version:x}")
-            out.append(Established(self.new_epoch))
-            for other in self.learners.values():
-                if other.phase == Phase.WAIT_UPTODATE:
-                    other.phase = Phase.BROADCAST
-                    out.append(self._send(other.handle, PacketType.UPTODATE, -1))
+            out += self._establish()
+        return out
+
+    def _establish(self) -> list[Action]:
+        assert self.new_epoch is not None
+        out: list[Action] = []
+        self.established = True
+        self.last_committed = self.last_proposed = max(self.last_committed, self.new_epoch << 32)
+        nq = self.next_quorum
+        if nq is not None:
+            # the config NEWLEADER carried is agreed: activate it (Leader.startZkServer)
+            self.quorum, self.voters, self.next_quorum = nq, nq.voters, None
+            out.append(Activate(nq))
+            if self.my_id not in nq.voters:
+                out.append(Established(self.new_epoch))
+                return out + self._abandon(f"server {self.my_id} is not a voter in config "
+                                           f"version {nq.version:x}")
+        out.append(Established(self.new_epoch))
+        for other in self.learners.values():
+            if other.phase == Phase.WAIT_UPTODATE:
+                other.phase = Phase.BROADCAST
+                out.append(self._send(other.handle, PacketType.UPTODATE, -1))
+        return out
+
+    def _alone(self) -> list[Action]:
+        """A quorum of one (standaloneEnabled=false with a single voter): the leader's
+        own epoch, ack and NEWLEADER ack are enough, as in the reference."""
+        out: list[Action] = []
+        if self.new_epoch is None:
+            if not self._quorums(set(self.epoch_candidates)):
+                return out
+            out += self._choose_epoch()
+        assert self.new_epoch is not None
+        if not self.epoch_acked_quorum and self._quorums(self.epoch_acks):
+            self.epoch_acked_quorum = True
+            self.current_epoch = self.new_epoch
+            out.append(PersistCurrentEpoch(self.new_epoch))
+        if self.epoch_acked_quorum and self._quorums(self.newleader_acks):
+            out += self._establish()
         return out
 
     # ---- broadcast --------------------------------------------------------------
@@ -499,6 +526,8 @@ class Leader:
                 new = QuorumConfig.parse(members, zxid)
             else:
                 new = QuorumConfig(last_seen.incremental(joining, leaving), zxid)
+        except NotANumber as e:
+            raise ReconfigRefused(Err.MARSHALLINGERROR, str(e)) from None
         except QuorumConfigError as e:
             raise ReconfigRefused(Err.BADARGUMENTS, str(e)) from None
         if standalone_enabled and len(new.voters) < 2:
@@ -545,6 +574,10 @@ class Leader:
     def tick(self, now_ms: int) -> list[Action]:
         if self.abandoned:
             return []
+        if not self.established and len(self.voters) == 1:
+            alone = self._alone()
+            if alone:
+                return alone
         limit = (self.init_limit if not self.established else self.sync_limit) * self.tick_ms
         if not self.established and now_ms - self.started > self.init_limit * self.tick_ms:
             return self._abandon("no quorum of followers synced within initLimit")

@@ -257,7 +257,7 @@ class QuorumPeer:
         seen = QuorumConfig.from_bytes(node.data or b"") if node is not None else None
         if seen is not None and seen.version > self.quorum.version and self.config.reconfig_enabled:
             self.last_seen = seen
-        tree.set_config_data(self._config_text())
+        self.init_config_node(tree)
 
     async def close(self) -> None:
         self.request_stop()
@@ -354,7 +354,7 @@ class QuorumPeer:
         return self.txn_log
 
     def _new_core(self, tree: Any, glue: Any) -> ZooKeeperServer:
-        tree.set_config_data(self._config_text())  # as the reference's initConfigInZKDatabase
+        self.init_config_node(tree)
         core = ZooKeeperServer(self.config, tree, self.txn_log, server_id=self.my_id, zab=glue)
         core.attach(asyncio.get_running_loop())
         core.serving = False
@@ -430,6 +430,10 @@ class QuorumPeer:
     def _config_text(self) -> bytes:
         return self.quorum.text().encode()
 
+    def init_config_node(self, tree: DataTree) -> None:
+        """/zookeeper/config shows the committed config (initConfigInZKDatabase)."""
+        tree.set_config_data(self._config_text(), mzxid=self.quorum.version, mtime=int(time.time() * 1000))
+
     def _activate(self, config: QuorumConfig) -> None:
         """A config became the committed one (QuorumPeer.processReconfig): use its
         members for elections and roles, show it in /zookeeper/config, and write
@@ -441,7 +445,12 @@ class QuorumPeer:
             self.last_seen = None
         log.info("server %d: config version 0x%x active: %s", self.my_id, config.version,
                  ", ".join(config.lines()))
-        self.core.tree.set_config_data(self._config_text())
+        node = self.core.tree.get("/zookeeper/config")
+        if node is None or node.data != self._config_text():
+            # no txn set it (the initial config's version): as initConfigInZKDatabase; a
+            # reconfig's own setData (applied just before) keeps its mzxid and mtime, as
+            # Java activates before it applies the txn
+            self.init_config_node(self.core.tree)
         self.fle.reconfigure(config.voters, config.observers, self._config_text())
         if self.transport is not None:
             for sid, spec in config.members.items():
@@ -606,5 +615,5 @@ class FileDisk:
 
     def decode_snapshot(self, stream: bytes, zxid: int) -> DataTree:
         tree = decode_snap_stream(stream, zxid)
-        tree.set_config_data(self.peer._config_text())
+        self.peer.init_config_node(tree)
         return tree
