@@ -3,7 +3,15 @@
 
   bench.py run --hosts 127.0.0.1:2181 --workload get --conns 8 --depth 16 --duration 5
   bench.py compare --rounds 3            # starts zkpy and Apache ZooKeeper, alternates
+  bench.py compare --tls --workload get,set   # zkpy over TLS and plain, ZooKeeper over TLS
   bench.py smoke                         # a few seconds against a fresh zkpy (CI)
+
+With --tls the load connections are TLS with a client certificate (`run`: --tls-hosts and
+--ca/--cert/--key; `compare`: a fresh CA, both servers with a secureClientPort and
+ssl.clientAuth=need, ZooKeeper with NettyServerCnxnFactory); setup and cleanup use the
+plain port.  `compare --tls` measures four targets in alternating order each round:
+zkpy over TLS, zkpy plain, ZooKeeper over TLS and ZooKeeper plain (Netty too).  The watch
+workload is plain only (its sessions use zkpy's client, which has no TLS).
 
 The client speaks the wire protocol directly: each connection keeps `depth` requests in
 flight (pipelining) and every reply is checked for an error code.  With --procs the
@@ -29,6 +37,7 @@ import random
 import resource
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -194,11 +203,27 @@ def _multi_failed(buf: bytearray, pos: int, end: int) -> bool:
     return pos + 4 <= end and INT.unpack_from(buf, pos)[0] == -1
 
 
+@dataclass(frozen=True)
+class TlsClient:
+    """A client certificate and the CA that signed the server's (files, so that it
+    crosses to --procs processes)."""
+
+    ca: str
+    cert: str
+    key: str
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca)
+        ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+
 async def _run_conns(hosts: list[tuple[str, int]], workload: str, base: str, conns: int, depth: int,
-                     duration: float, first_id: int) -> Result:
+                     duration: float, first_id: int, tls: TlsClient | None = None) -> Result:
     loop = asyncio.get_running_loop()
     res = Result(workload)
     lat: array = array("d")
+    ctx = tls.context() if tls is not None else None
     deadline = time.perf_counter() + duration
     futs = []
     for c in range(conns):
@@ -206,7 +231,7 @@ async def _run_conns(hosts: list[tuple[str, int]], workload: str, base: str, con
         done = loop.create_future()
         make = request_maker(workload, base, first_id + c)
         await loop.create_connection(lambda m=make, d=done: LoadConnection(m, depth, deadline, lat, res, d),
-                                     host, port)
+                                     host, port, ssl=ctx, server_hostname=host if ctx else None)
         futs.append(done)
     t0 = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*futs), duration + 60)
@@ -216,10 +241,10 @@ async def _run_conns(hosts: list[tuple[str, int]], workload: str, base: str, con
 
 
 def _proc_main(args: tuple) -> dict:
-    hosts, workload, base, conns, depth, duration, first_id = args
+    hosts, workload, base, conns, depth, duration, first_id, tls = args
     _install_uvloop()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    res = asyncio.run(_run_conns(hosts, workload, base, conns, depth, duration, first_id))
+    res = asyncio.run(_run_conns(hosts, workload, base, conns, depth, duration, first_id, tls))
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     res.client_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if len(res.lat_ms) > 300000:
@@ -285,18 +310,20 @@ async def _cleanup(hosts: str, base: str) -> None:
 
 
 def run_workload(hosts: str, workload: str, conns: int, depth: int, duration: float, procs: int,
-                 pids: dict[str, int] | None = None) -> Result:
+                 pids: dict[str, int] | None = None, tls_hosts: str | None = None,
+                 tls: TlsClient | None = None) -> Result:
     """One load phase between setup and cleanup; with pids (name -> server process), the
-    CPU counters are read around the load phase only and land in `Result.cpu`."""
+    CPU counters are read around the load phase only and land in `Result.cpu`.  With
+    `tls`, the load goes to `tls_hosts` over TLS (setup and cleanup stay on `hosts`)."""
     base = f"/bench-{os.getpid()}-{random.randrange(1 << 30)}"
     asyncio.run(_setup(hosts, base))
     try:
-        hl = parse_hosts(hosts)
+        hl = parse_hosts(tls_hosts if tls is not None and tls_hosts else hosts)
         procs = max(1, min(procs, conns))
         shares = [conns // procs + (1 if i < conns % procs else 0) for i in range(procs)]
         jobs, first = [], 0
         for s in shares:
-            jobs.append((hl, workload, base, s, depth, duration, first))
+            jobs.append((hl, workload, base, s, depth, duration, first, tls))
             first += s
         before = CpuSample.take(pids or {})
         if procs == 1:
@@ -466,6 +493,11 @@ def limits(figs: dict[str, float]) -> list[str]:
 REF_JARS = ["/usr/share/java/zookeeper.jar", "/usr/share/java/zookeeper-jute.jar",
             "/usr/share/java/slf4j-api.jar", "/usr/share/java/slf4j-log4j12.jar",
             "/usr/share/java/log4j-1.2.jar"]
+# NettyServerCnxnFactory, which ZooKeeper needs for a secureClientPort (Debian's libnetty-java)
+NETTY_JARS = [f"/usr/share/java/netty-{m}.jar" for m in (
+    "buffer", "codec", "common", "handler", "resolver", "transport", "transport-native-epoll",
+    "transport-native-unix-common")]
+NETTY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
 
 
 def _free_port() -> int:
@@ -485,27 +517,38 @@ def _free_port() -> int:
 class Server:
     """A benchmark target started from a fresh data dir with equivalent settings."""
 
-    def __init__(self, kind: str, workdir: Path, extra: str = "", myid: int | None = None) -> None:
+    def __init__(self, kind: str, workdir: Path, extra: str = "", myid: int | None = None,
+                 tls: dict[str, str] | None = None) -> None:
         self.kind, self.workdir = kind, workdir
         self.port = _free_port()
+        self.secure_port = _free_port() if tls is not None else None
         self.proc: subprocess.Popen | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         if myid is not None:
             (workdir / "data").mkdir(exist_ok=True)
             (workdir / "data" / "myid").write_text(f"{myid}\n")
+        if tls is not None:  # ssl.* keys; ZooKeeper's TLS port needs the Netty factory
+            tls = {"secureClientPort": str(self.secure_port), **tls}
+            if kind == "zookeeper":
+                tls["serverCnxnFactory"] = NETTY
         (workdir / "zoo.cfg").write_text(
             f"tickTime=2000\ndataDir={workdir / 'data'}\nclientPort={self.port}\n"
             "maxClientCnxns=0\n4lw.commands.whitelist=*\nadmin.enableServer=false\nforceSync=yes\n"
-            + extra)
+            + "".join(f"{k}={v}\n" for k, v in (tls or {}).items()) + extra)
 
     @property
     def hosts(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def tls_hosts(self) -> str:
+        return f"127.0.0.1:{self.secure_port}"
+
     def launch(self) -> None:
         cfg = str(self.workdir / "zoo.cfg")
         if self.kind == "zookeeper":
-            cmd = ["java", "-Xmx4g", "-cp", ":".join(REF_JARS), f"-Dzookeeper.log.dir={self.workdir}",
+            jars = REF_JARS + (NETTY_JARS if self.secure_port is not None else [])
+            cmd = ["java", "-Xmx4g", "-cp", ":".join(jars), f"-Dzookeeper.log.dir={self.workdir}",
                    "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
         else:
             cmd = [sys.executable, "-m", "zkpy.server.main", "start", "--log-level", "WARNING", cfg]
@@ -646,6 +689,12 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
+    tls = None
+    if a.tls_hosts:
+        if not (a.ca and a.cert and a.key):
+            print("--tls-hosts needs --ca, --cert and --key", file=sys.stderr)
+            return 2
+        tls = TlsClient(a.ca, a.cert, a.key)
     rows = []
     for w in a.workload.split(","):
         if w == "watch":
@@ -654,7 +703,8 @@ def cmd_run(a: argparse.Namespace) -> int:
             res = asyncio.run(large_tree(a.hosts, a.count))
         else:
             pids = {name: int(pid) for name, pid in (kv.split("=", 1) for kv in a.pid)}
-            res = run_workload(a.hosts, w, a.conns, a.depth, a.duration, a.procs, pids)
+            res = run_workload(a.hosts, w, a.conns, a.depth, a.duration, a.procs, pids,
+                               a.tls_hosts, tls)
             for why in limits(res.cpu):
                 print(f"LIMITED: {w}: {why}", file=sys.stderr)
         rows.append(res.summary())
@@ -664,14 +714,46 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 1 if any(r["errors"] for r in rows) else 0
 
 
+def _bench_pki(root: Path) -> tuple[dict[str, str], TlsClient]:
+    """A fresh CA, server and client certificate (tests/tlscerts.py): the servers' ssl.*
+    keys (PEM stores, which both read; client certificates required) and the client's."""
+    from tests.tlscerts import make_pki
+
+    pki = make_pki(root / "pki", java_stores=False)
+    return (pki.server_cfg("need", "pem"),
+            TlsClient(str(pki.ca_pem), str(pki.client.cert_pem), str(pki.client.key_pem)))
+
+
+# compare's targets: (label, server, over TLS?), and the ratios it reports (label, a, b)
+TARGETS = [("zkpy", "zkpy", False), ("zookeeper", "zookeeper", False)]
+RATIOS = [("zkpy/zk", "zkpy", "zookeeper")]
+TLS_TARGETS = [("zkpy-tls", "zkpy", True), ("zkpy", "zkpy", False),
+               ("zk-tls", "zookeeper", True), ("zk", "zookeeper", False)]
+TLS_RATIOS = [("zkpy-tls/zk-tls", "zkpy-tls", "zk-tls"), ("zkpy-tls/zkpy", "zkpy-tls", "zkpy"),
+              ("zk-tls/zk", "zk-tls", "zk")]
+
+
 def cmd_compare(a: argparse.Namespace) -> int:
-    if not all(os.path.exists(j) for j in REF_JARS) or not shutil.which("java"):
-        print("Apache ZooKeeper (Debian package zookeeper) is not installed", file=sys.stderr)
+    jars = REF_JARS + (NETTY_JARS if a.tls else [])
+    if not all(os.path.exists(j) for j in jars) or not shutil.which("java"):
+        print("Apache ZooKeeper (Debian packages zookeeper and, for --tls, libnetty-java) is "
+              "not installed", file=sys.stderr)
+        return 2
+    if a.tls and a.ensemble:
+        print("--tls measures standalone servers only", file=sys.stderr)
         return 2
     root = Path(tempfile.mkdtemp(prefix="zkbench-"))
-    make = Cluster if a.ensemble else Server
     extra = "".join(f"{kv}\n" for kv in a.config)  # after the defaults: the last value wins
-    servers = {k: make(k, root / k, extra) for k in ("zkpy", "zookeeper")}
+    tls_client: TlsClient | None = None
+    if a.tls:
+        server_tls, tls_client = _bench_pki(root)
+        servers: dict[str, Server | Cluster] = {
+            k: Server(k, root / k, extra, tls=server_tls) for k in ("zkpy", "zookeeper")}
+        targets, ratios = TLS_TARGETS, TLS_RATIOS
+    else:
+        make = Cluster if a.ensemble else Server
+        servers = {k: make(k, root / k, extra) for k in ("zkpy", "zookeeper")}
+        targets, ratios = TARGETS, RATIOS
     for s in servers.values():
         s.start()
     table: dict[tuple[str, str, str], list[float]] = {}
@@ -680,23 +762,26 @@ def cmd_compare(a: argparse.Namespace) -> int:
     try:
         for rnd in range(a.rounds):
             for w in a.workload.split(","):
-                for kind in (("zkpy", "zookeeper") if rnd % 2 == 0 else ("zookeeper", "zkpy")):
+                for label, kind, tls in (targets if rnd % 2 == 0 else targets[::-1]):
                     s = servers[kind]
                     if w == "watch":
+                        if tls:
+                            continue
                         res = asyncio.run(watch_fanout(s.hosts, a.sessions))
                         figs = {"ms": statistics.median(res.lat_ms)}
                     else:
-                        res = run_workload(s.hosts, w, a.conns, a.depth, a.duration, a.procs, s.pids())
+                        res = run_workload(s.hosts, w, a.conns, a.depth, a.duration, a.procs, s.pids(),
+                                           s.tls_hosts if tls else None, tls_client if tls else None)
                         if res.errors:
-                            print(f"{kind} {w}: {res.errors} errors", file=sys.stderr)
+                            print(f"{label} {w}: {res.errors} errors", file=sys.stderr)
                         figs = {"ops_per_s": res.ops_per_s, "p50_ms": res.pct(0.5), "p99_ms": res.pct(0.99),
                                 **res.cpu}
                         why = limits(res.cpu)
                         if why:
-                            flagged.append(f"round {rnd + 1} {w} {kind}: " + "; ".join(why))
+                            flagged.append(f"round {rnd + 1} {w} {label}: " + "; ".join(why))
                     for f, v in figs.items():
-                        table.setdefault((w, f, kind), []).append(v)
-                    print(f"round {rnd + 1} {w:>7} {kind:>9}: " +
+                        table.setdefault((w, f, label), []).append(v)
+                    print(f"round {rnd + 1} {w:>7} {label:>9}: " +
                           " ".join(f"{f}={v:.3f}" for f, v in figs.items()), file=sys.stderr)
         if a.ensemble:
             for _ in range(a.rounds):
@@ -730,17 +815,30 @@ def cmd_compare(a: argparse.Namespace) -> int:
           f"at the end (1/5 min)")
     print("  srv_us_op: server CPU per op (all members), srv_cores: its busy cores, "
           "cli_cores: the load generator's, other_cores: the rest of the machine's")
-    print(f"{'workload':>10} {'figure':>12} {'zkpy':>12} {'zookeeper':>12} {'zkpy/zk':>8}")
+    if a.tls:
+        print("  TLS: secureClientPort, ssl.clientAuth=need, EC P-256 certificates; ZooKeeper with "
+              "NettyServerCnxnFactory on both of its ports")
+    labels = [t[0] for t in targets]
+    print(f"{'workload':>10} {'figure':>12} " + " ".join(f"{lb:>12}" for lb in labels) + " " +
+          " ".join(f"{r[0]:>{max(8, len(r[0]))}}" for r in ratios))
     order = ["ops_per_s", "p50_ms", "p99_ms", "srv_us_op", "srv_cores"]
     for w, f in sorted({(w, f) for (w, f, _k) in table},
                        key=lambda wf: (wf[0], order.index(wf[1]) if wf[1] in order else len(order), wf[1])):
-        if (w, f, "zkpy") not in table or (w, f, "zookeeper") not in table:
+        med = {lb: statistics.median(table[(w, f, lb)]) for lb in labels if (w, f, lb) in table}
+        quotients = {name: med[x] / med[y] if med[y] else float("nan")
+                     for name, x, y in ratios if x in med and y in med}
+        if not quotients:
             continue
-        z = statistics.median(table[(w, f, "zkpy")])
-        r = statistics.median(table[(w, f, "zookeeper")])
-        ratio = z / r if r else float("nan")
-        rows.append({"workload": w, "figure": f, "zkpy": z, "zookeeper": r, "ratio": ratio})
-        print(f"{w:>10} {f:>12} {z:>12.3f} {r:>12.3f} {ratio:>8.2f}")
+        row: dict[str, str | float] = {"workload": w, "figure": f, **med}
+        if a.tls:
+            row.update(quotients)
+        else:
+            row["ratio"] = quotients[ratios[0][0]]
+        rows.append(row)
+        print(f"{w:>10} {f:>12} " + " ".join(f"{med[lb]:>12.3f}" if lb in med else f"{'-':>12}"
+                                              for lb in labels) + " " +
+              " ".join(f"{quotients[r[0]]:>{max(8, len(r[0]))}.2f}" if r[0] in quotients
+                       else f"{'-':>{max(8, len(r[0]))}}" for r in ratios))
     for line in flagged:
         print(f"LIMITED: {line}")
     if a.json:
@@ -749,9 +847,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
 
 def cmd_smoke(a: argparse.Namespace) -> int:
-    """Start a fresh zkpy, run every workload briefly, fail on any error reply."""
+    """Start a fresh zkpy, run every workload briefly (and get over TLS), fail on any
+    error reply."""
     root = Path(tempfile.mkdtemp(prefix="zkbench-smoke-"))
-    s = Server("zkpy", root)
+    server_tls, tls = _bench_pki(root)
+    s = Server("zkpy", root, tls=server_tls)
     s.start()
     bad = 0
     try:
@@ -759,6 +859,9 @@ def cmd_smoke(a: argparse.Namespace) -> int:
             res = run_workload(s.hosts, w, 2, 4, a.duration, 1)
             print(json.dumps(res.summary()))
             bad += res.errors + (res.ops == 0)
+        res = run_workload(s.hosts, "get", 2, 4, a.duration, 1, None, s.tls_hosts, tls)
+        print(json.dumps({**res.summary(), "tls": True}))
+        bad += res.errors + (res.ops == 0)
         res = asyncio.run(watch_fanout(s.hosts, 20, rounds=2))
         print(json.dumps(res.summary()))
         bad += res.ops != 40
@@ -785,11 +888,18 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--hosts", default="127.0.0.1:2181")
             sp.add_argument("--pid", action="append", default=[], metavar="NAME=PID",
                             help="a server process whose CPU per op to report (repeatable)")
+            sp.add_argument("--tls-hosts", help="the load over TLS to these host:port pairs "
+                            "(setup and cleanup through --hosts); needs --ca, --cert, --key")
+            sp.add_argument("--ca", help="PEM file of the CA that signed the server certificate")
+            sp.add_argument("--cert", help="PEM client certificate")
+            sp.add_argument("--key", help="PEM key of the client certificate")
         else:
             sp.add_argument("--rounds", type=int, default=3)
             sp.add_argument("--large", action="store_true", help="also large-tree, RSS, stop and restart")
             sp.add_argument("--ensemble", action="store_true",
                             help="3-server pseudo-clusters instead of standalone servers (adds failover)")
+            sp.add_argument("--tls", action="store_true",
+                            help="zkpy over TLS and plain, ZooKeeper over TLS (Netty) and plain")
             sp.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                             help="a zoo.cfg line for both servers, e.g. forceSync=no to take the "
                                  "disk out of the comparison (repeatable)")

@@ -14,7 +14,8 @@ def test_bench_smoke() -> None:
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     workloads = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    assert len(workloads) == 7
+    assert len(workloads) == 8  # 6 workloads, watch, get over TLS
+    assert '"tls": true' in workloads[-2]
 
 
 def test_pipeline_bench_smoke() -> None:

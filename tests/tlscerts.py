@@ -101,8 +101,9 @@ class Pki:
         return cfg
 
 
-def make_pki(d: Path, ca: Pki | None = None) -> Pki:
-    """A new PKI in d; with `ca`, new certificates from that PKI's CA."""
+def make_pki(d: Path, ca: Pki | None = None, java_stores: bool = True) -> Pki:
+    """A new PKI in d; with `ca`, new certificates from that PKI's CA; `java_stores`:
+    also the keytool-made stores (seconds of JVM start-ups; PEM and PKCS12 need none)."""
     d.mkdir(parents=True, exist_ok=True)
     ca_name = _name([(NameOID.COMMON_NAME, "zkpy test CA")])
     if ca is not None and ca.ca_key is not None:
@@ -125,7 +126,7 @@ def make_pki(d: Path, ca: Pki | None = None) -> Pki:
     other = _name([(NameOID.COMMON_NAME, "other CA")])
     stranger = leaf("stranger", _name([(NameOID.COMMON_NAME, "client")]), issuer=(other, other_key))
     pki = Pki(d, ca_id.cert_pem, d / "ca-trust.p12", server, client, admin, stranger, ca_key)
-    if shutil.which("keytool"):
+    if java_stores and shutil.which("keytool"):
         _keytool_stores(pki)
     return pki
 
