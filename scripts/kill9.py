@@ -295,6 +295,9 @@ def run(a: argparse.Namespace) -> Report:
             w.start()
         last_print = 0.0
         for cycle in range(1, a.cycles + 1):
+            if a.max_seconds and time.monotonic() - t0 > a.max_seconds:
+                print(f"stopping after {cycle - 1} cycles: --max-seconds reached", flush=True)
+                break
             time.sleep(rng.uniform(a.min_load, a.max_load))
             what = target.kill_and_restart(rng, rng.uniform(0.0, a.max_down))
             report.kills[what] = report.kills.get(what, 0) + 1
@@ -367,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--op-timeout", type=float, default=5.0)
     p.add_argument("--progress", type=float, default=15.0, help="seconds between progress lines")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="stop cycling after this long (then the final check); 0: no limit")
     p.add_argument("--stop-on-loss", action="store_true")
     p.add_argument("--out", type=Path, default=Path("kill9-out"))
     a = p.parse_args(argv)

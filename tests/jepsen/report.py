@@ -17,6 +17,7 @@ from typing import Any
 
 from tests.jepsen.history import Op, pairs
 from tests.jepsen.nemesis import Event
+from tests.jepsen.runner import RunResult
 
 STYLE = {  # completion type -> (marker, colour)
     "ok": ("o", "#1f77b4"),
@@ -64,7 +65,7 @@ def plot_latency(history: Sequence[Op], events: Sequence[Event], t0: float, path
     import matplotlib.pyplot as plt
 
     points = latencies(history, t0)
-    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=80)
+    fig, ax = plt.subplots(figsize=(10, 5), dpi=80)
     try:
         shaded: set[str] = set()
         for e in events:
@@ -72,7 +73,7 @@ def plot_latency(history: Sequence[Op], events: Sequence[Event], t0: float, path
             ax.axvspan(e.start - t0, e.end - t0, color=FAULT_COLOURS.get(fam, "#999999"), alpha=0.15,
                        lw=0, label=None if fam in shaded else f"nemesis: {fam}")
             shaded.add(fam)
-            ax.text(e.start - t0, 1.0, e.kind, transform=ax.get_xaxis_transform(), fontsize=6,
+            ax.text(e.start - t0, 0.98, e.kind, transform=ax.get_xaxis_transform(), fontsize=6,
                     rotation=90, va="top", ha="right", alpha=0.7)
         for type_, (marker, colour) in STYLE.items():
             xs = [x for x, _, t, _ in points if t == type_]
@@ -85,15 +86,15 @@ def plot_latency(history: Sequence[Op], events: Sequence[Event], t0: float, path
         ax.set_ylabel("latency (ms)")
         ax.set_title(title or "latency of every operation", fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7, ncol=4, framealpha=0.8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, ncol=8, frameon=False)
         fig.tight_layout()
         fig.savefig(path)
     finally:
         plt.close(fig)
 
 
-def run_record(result: Any) -> dict[str, Any]:
-    """A run's verdict as a JSON-able dict (a runner.RunResult)."""
+def run_record(result: RunResult) -> dict[str, Any]:
+    """A run's verdict as a JSON-able dict."""
     cfg = result.config
     by_type = type_counts(result.history)
     violations = sum(1 for v in result.verdicts.values() if v not in ("linearizable", "valid"))
@@ -105,6 +106,7 @@ def run_record(result: Any) -> dict[str, Any]:
         "faults": len(result.events), "verdicts": result.verdicts, "details": result.details,
         "replicas": result.converged, "violations": violations, "lost": result.lost,
         "valid": result.valid, "out": str(result.out_dir),
+        "t0": result.t0,  # the monotonic time the history's and timeline's times count from
     }
 
 
