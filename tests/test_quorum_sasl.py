@@ -5,6 +5,8 @@ require letting an unauthenticated member in, and the start-up errors."""
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import pytest
 
 from tests.ensemble import Ensemble, wait_until, writes_through_every_server
 from tests.test_quorum_tls import mixed_leaders_both_ways
+from zkpy.election.messages import encode_initial_message
 from zkpy.server.config import ConfigError, build_config
-from zkpy.server.quorum_security import PROTOCOL, SERVER_NAME
+from zkpy.server.quorum_security import ERROR, MAGIC, PROTOCOL, SERVER_NAME, encode_auth_packet
 from zkpy.server.sasl import DigestMD5Server, SaslError, SaslSettings
 from zkpy.server.sasl_client import DigestMD5Client
 
@@ -83,6 +86,23 @@ def test_wrong_learner_password_is_refused(tmp_path: Path, ensembles: list[Ensem
                20, "members 1 and 2 to refuse member 3's credentials")
     assert "the server refused our credentials" in ens[3].log_since_start()
     assert ens[3].mode() not in ("leader", "follower")
+    # garbage where the auth packet should be: an absurd token length on the election
+    # port, 20 KiB of noise on the leader's quorum port; each connection is closed alone
+    leader = next(ens[s] for s, mode in ens.wait_ready(sids=[1, 2], timeout=10).items() if mode == "leader")
+    head = encode_initial_message(9, "127.0.0.1:1") + struct.pack(">qii", MAGIC, 0, 1 << 30)
+    error = encode_auth_packet(ERROR, b"")  # what Java answers too, before it closes
+    for port, data, answer in ((ens[1].election_port, head, error),
+                               (leader.quorum_port, b"\x5f" * 20000, b"")):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(data)
+            got = b""
+            try:
+                while chunk := s.recv(100):
+                    got += chunk
+            except ConnectionResetError:  # closed with our bytes unread: a reset
+                pass
+            assert got == answer
+    assert "quorum auth token of 1073741824 bytes" in ens[1].log_since_start()
     c = ens.client(1, 2)
     c.create("/still-serving", b"")
     assert ens.wait_ready(sids=[1, 2], timeout=5)

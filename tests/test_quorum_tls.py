@@ -5,7 +5,6 @@ keep serving."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,8 +89,13 @@ def test_untrusted_misnamed_and_plain_members_are_refused(pki: Pki, ensembles: l
     assert ens[3].mode() not in ("leader", "follower")
     ens[3].stop()
     ens[3].extra = {"sslQuorum": "false"}
+
+    def handshakes_failed() -> int:
+        return sum(m.log_since_start().count("TLS handshake with") for m in (ens[1], ens[2]))
+
+    before = handshakes_failed()
     ens[3].start()
-    time.sleep(3)  # long enough for several election rounds and connection attempts
+    wait_until(lambda: handshakes_failed() > before, 20, "members 1 and 2 to refuse plain text")
     assert ens[3].mode() not in ("leader", "follower")
     assert ens.wait_ready(sids=[1, 2], timeout=5)
     assert c.get("/served")[0] == b"1"
