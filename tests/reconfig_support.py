@@ -34,6 +34,9 @@ def kinds(zkpy_xfail: str | None = None) -> pytest.MarkDecorator:
 
 
 
+ONE_MEMBER = "issue 12: zkpy cannot run a one-member quorum (standaloneEnabled=false)"
+
+
 @dataclass
 class Config:
     """/zookeeper/config parsed: its server lines (in order), version and Stat."""
