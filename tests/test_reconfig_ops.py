@@ -14,8 +14,10 @@ does not do yet is xfail(strict) on its zkpy case only.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import EventType
 from kazoo.security import ACL, Permissions, make_acl
 
+from tests.conftest import require_tool
 from tests.ensemble import Ensemble, wait_until
 from tests.reconfig_support import (
     SUPER,
@@ -362,21 +365,24 @@ def test_acl_on_the_config_node_lets_others_reconfig(ens: Ensemble) -> None:
 # --------------------------------------------------------------------------- zkCli.sh
 
 
-def zkcli(hosts: str, script: str) -> str:
-    done = subprocess.run([ZKCLI, "-server", hosts], input=script, capture_output=True, text=True,
-                          timeout=120, env={"CLIENT_JVMFLAGS": "-Xmx128m", "PATH": "/usr/bin:/bin"})
+CLIS = {"zkCli.sh": [ZKCLI], "zkpy-cli": [sys.executable, "-m", "zkpy.client.cli"]}
+
+
+def run_cli(cli: str, hosts: str, script: str) -> str:
+    done = subprocess.run([*CLIS[cli], "-server", hosts], input=script, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, CLIENT_JVMFLAGS="-Xmx128m", TZ="UTC"))
     return done.stdout + done.stderr
 
 
 @kinds()
-def test_zkcli_config_and_reconfig(ens: Ensemble) -> None:
-    from tests.conftest import require_tool
-
-    require_tool(Path(ZKCLI).exists(), "zkCli.sh")
+@pytest.mark.parametrize("cli", list(CLIS))
+def test_cli_config_and_reconfig(ens: Ensemble, cli: str) -> None:
+    if cli == "zkCli.sh":
+        require_tool(Path(ZKCLI).exists(), "zkCli.sh")
     before = read_config(anon(ens))
     spec = joiner_spec(ens[4], "observer")
-    out = zkcli(ens[1].hosts, f"addauth digest super:secret\nreconfig -add {spec}\nconfig\n"
-                              "reconfig -remove 4\nconfig -s\nquit\n")
+    out = run_cli(cli, ens[1].hosts, f"addauth digest super:secret\nreconfig -add {spec}\nconfig\n"
+                                       "reconfig -remove 4\nconfig -s\nquit\n")
     added = [*before.lines, joined_line(ens[4], "observer")]
     committed = re.findall(r"Committed new configuration:\n((?:server\.\d+=.*\n)+version=[0-9a-f]+)\n", out)
     assert [c.split("\n")[:-1] for c in committed] == [added, before.lines], out
