@@ -19,7 +19,6 @@ from kazoo.exceptions import ConnectionLoss
 
 from tests.ensemble import Ensemble, LoadWriter, assert_contents, attempt, wait_until
 from tests.reconfig_support import (
-    ONE_MEMBER,
     Config,
     files_follow,
     joiner_spec,
@@ -29,7 +28,8 @@ from tests.reconfig_support import (
     start_timeout,
 )
 
-pytestmark = kinds(ONE_MEMBER)
+JOINERS = "issue 12: a zkpy joiner does not sync as a non-voting follower yet"
+pytestmark = kinds(JOINERS)
 
 
 @pytest.fixture(scope="module")

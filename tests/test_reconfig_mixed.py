@@ -26,15 +26,13 @@ from tests.reconfig_support import (
 )
 
 MEMBERS = (1, 2, 3)
-MIXED = "issue 12: zkpy does not take part in reconfig yet"
 COMPOSITIONS = {
     "reference-leads": ["zkpy", "reference", "reference"],
     "zkpy-leads": ["reference", "zkpy", "zkpy"],
 }
 
 
-@pytest.fixture(scope="module", params=[
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=MIXED)) for name in COMPOSITIONS])
+@pytest.fixture(scope="module", params=list(COMPOSITIONS))
 def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
     kinds = COMPOSITIONS[request.param]
     e = reconfig_ensemble([*kinds, "zkpy"])
