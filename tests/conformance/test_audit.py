@@ -18,6 +18,7 @@ from tests.conftest import KINDS, ServerProcess, start_server
 from tests.ensemble import Ensemble, require_reference, wait_until
 from tests.rawclient import ACL, Op, RawClient, enc_long, enc_string, path_version_body
 from tests.rawclient import create_body as raw_create
+from tests.reconfig_support import SUPER, SUPER_FLAG, joiner_spec
 
 LOG4J = """log4j.rootLogger=WARN, CONSOLE
 log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
@@ -185,12 +186,19 @@ def test_audit_failures_reconfig_and_ephemerals_of_ended_sessions(kind: str,
     assert got[1:] == FAILURES_AND_SESSION_ENDS
 
 
-def test_every_member_of_a_mixed_ensemble_logs_the_ephemerals_of_a_closed_session() -> None:
+RECONFIGURED = "operation=reconfig\tznode=/zookeeper/config\tresult=success"
+
+
+def test_a_mixed_ensemble_logs_ephemerals_of_a_closed_session_and_reconfig() -> None:
     """The ephemeral deletions are logged by each member as it applies the closeSession
-    (zkpy and Java alike); the client's create only by the member holding the connection."""
+    (zkpy and Java alike); the client's create and reconfig only by the member holding the
+    connection, the reconfig as a success on /zookeeper/config."""
     require_reference()
-    with Ensemble(["zkpy", "zkpy", "reference"], jvm_flags=["-Dzookeeper.audit.enable=true"]) as ens:
-        ens.start(timeout=60)
+    with Ensemble(["zkpy", "zkpy", "reference"], keep_config=True,
+                  jvm_flags=["-Dzookeeper.audit.enable=true", SUPER_FLAG],
+                  extra={"reconfigEnabled": "true"}) as ens:
+        ens.start(timeout=90)
+        members = ",".join(joiner_spec(m) for m in ens.members.values())
         for via in (ens[1], ens[3]):
             path = f"/e-{via.kind}"
             with RawClient(via.client_port) as c:
@@ -200,3 +208,14 @@ def test_every_member_of_a_mixed_ensemble_logs_the_ephemerals_of_a_closed_sessio
                        f"every member to log the deletion of {path}")
             created = f"operation=create\tznode={path}\tznode_type=ephemeral\tresult=success"
             assert [m.sid for m in ens.members.values() if created in m.log_text()] == [via.sid]
+        # after the ephemerals: a member may rebind its client port when a reconfig first
+        # names its client address
+        for via in (ens[1], ens[3]):
+            before = [m.log_text().count("operation=reconfig") for m in ens.members.values()]
+            su = ens.client(via.sid, auth_data=[SUPER])
+            su.reconfig(None, None, members)  # the same members: a new config version
+            ens.close_clients()
+            wait_until(lambda v=via: RECONFIGURED in v.log_text(), 20, f"{via} to log the reconfig")
+            after = [m.log_text().count("operation=reconfig") for m in ens.members.values()]
+            logged = [a - b for a, b in zip(after, before, strict=True)]
+            assert logged == [int(m is via) for m in ens.members.values()]
