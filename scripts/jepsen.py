@@ -14,8 +14,9 @@ i mod (number of groups) -- so a campaign goes round the nemeses.  Each run's fo
 checkers' verdicts, violations, lost writes), summary.txt, latency.png (needs matplotlib:
 the `jepsen` extra) and each member's log.  `--out` gets table.md / table.json, the
 summary across runs, rewritten after every run.  The nemesis schedule is reproducible
-per seed; the client interleaving is not.  Exit status 1 when any run is invalid (or
-unknown).
+per seed; the client interleaving is not.  A run the harness cannot complete (an
+ensemble that does not start, say) is an ERROR row and the campaign goes on.  Exit status
+1 when any run is invalid, unknown or an error.
 """
 
 from __future__ import annotations
@@ -70,19 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         cfg = RunConfig(time_limit=a.seconds, nemesis=nemesis, workloads=a.workload.split(","), seed=seed,
                         servers=a.servers, clients=a.clients, nemesis_interval=a.interval,
                         nemesis_hold=a.hold, sync_reads=not a.plain_reads, out_dir=run_dir)
-        result = run(cfg, log=lambda line: print(line, flush=True))
-        print(result.summary(), flush=True)
-        record = report.run_record(result)
-        (run_dir / "verdict.json").write_text(json.dumps(record, indent=1) + "\n")
-        (run_dir / "nemesis.jsonl").write_text(report.timeline_json(result.timeline, result.t0))
-        if not a.no_plot:
-            report.plot_latency(result.history, result.timeline, result.t0, run_dir / "latency.png",
-                                f"seed {seed}: {a.servers} servers, {a.clients} clients, nemesis "
-                                f"{record['nemesis']}; {record['ok']} ok, {record['fail']} fail, "
-                                f"{record['info']} info")
-        if result.valid and not a.keep_logs:
-            for log in run_dir.glob("server.*.log"):
-                log.unlink()
+        try:
+            result = run(cfg, log=lambda line: print(line, flush=True))
+        except Exception as e:  # the harness failed (not a verdict): record it, go on
+            print(f"run {i + 1} ERROR: {e!r}"[:3000], flush=True)
+            record = report.error_record(cfg, e, run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "verdict.json").write_text(json.dumps(record, indent=1) + "\n")
+        else:
+            print(result.summary(), flush=True)
+            record = report.run_record(result)
+            (run_dir / "verdict.json").write_text(json.dumps(record, indent=1) + "\n")
+            (run_dir / "nemesis.jsonl").write_text(report.timeline_json(result.timeline, result.t0))
+            if not a.no_plot:
+                report.plot_latency(result.history, result.timeline, result.t0, run_dir / "latency.png",
+                                    f"seed {seed}: {a.servers} servers, {a.clients} clients, nemesis "
+                                    f"{record['nemesis']}; {record['ok']} ok, {record['fail']} fail, "
+                                    f"{record['info']} info")
+            if result.valid and not a.keep_logs:
+                for log in run_dir.glob("server.*.log"):
+                    log.unlink()
         records.append(record)
         (out / "table.json").write_text(json.dumps(records, indent=1) + "\n")
         (out / "table.md").write_text(report.table(records))

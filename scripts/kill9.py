@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.conftest import ServerProcess  # noqa: E402
 from tests.ensemble import Ensemble, wait_converged  # noqa: E402
+from tests.jepsen.runner import start_every_member  # noqa: E402
 
 SNAP_COUNT = "100"
 
@@ -184,7 +185,7 @@ class Target:
             self.standalone.start()
         else:
             assert self.ensemble is not None
-            self.ensemble.start(timeout=120)
+            start_every_member(self.ensemble, timeout=120)
 
     @property
     def hosts(self) -> str:
@@ -222,7 +223,7 @@ class Target:
         time.sleep(down)
         for m in victims:
             m.start()
-        ens.wait_ready(timeout=120)
+        ens.wait_ready(sids=list(ens.members), timeout=120)  # a victim that died on restart fails
         return what
 
     def logs(self) -> dict[str, str]:

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import four_letter, free_port
+from tests.conftest import four_letter
 from tests.ensemble import Ensemble, Member
 
 _INITIAL_HEAD = struct.Struct(">qqi")  # protocol version, sid, address length
@@ -79,11 +79,11 @@ class _Direction:
 class Link:
     """Connections from member `src` to member `dst`'s `kind` port (quorum/election)."""
 
-    def __init__(self, src: int, dst: int, kind: str, listen_port: int, target_port: int) -> None:
+    def __init__(self, src: int, dst: int, kind: str, target_port: int) -> None:
         self.src = src
         self.dst = dst
         self.kind = kind
-        self.listen_port = listen_port
+        self.listen_port = 0  # bound by FaultProxy.add
         self.target_port = target_port
         self.forward = _Direction()  # src -> dst bytes
         self.backward = _Direction()  # dst -> src bytes
@@ -106,20 +106,32 @@ class FaultProxy:
         self.thread = threading.Thread(target=self.loop.run_forever, name="fault-proxy", daemon=True)
         self.thread.start()
 
-    def add(self, src: int, dst: int, kind: str, target_port: int) -> Link:
-        link = Link(src, dst, kind, free_port(), target_port)
+    def add(self, src: int, dst: int, kind: str, target_port: int,
+            avoid: frozenset[int] = frozenset()) -> Link:
+        """A link listening on a port the kernel picks, never one of `avoid` (ports handed
+        to members that may not have bound them yet)."""
+        link = Link(src, dst, kind, target_port)
+        self._call(self._serve(link, avoid))
         self.links[(src, dst, kind)] = link
-        self._call(self._serve(link))
         return link
 
     def _call(self, coro: Any, timeout: float = 10.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    async def _serve(self, link: Link) -> None:
+    async def _serve(self, link: Link, avoid: frozenset[int]) -> None:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._connection(link, reader, writer)
 
-        link.server = await asyncio.start_server(handle, "127.0.0.1", link.listen_port, reuse_address=True)
+        refused = []
+        while True:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            if port not in avoid:
+                break
+            refused.append(server)  # held until we have another, so the kernel moves on
+        for s in refused:
+            s.close()
+        link.server, link.listen_port = server, port
 
     async def _connection(self, link: Link, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
@@ -287,11 +299,14 @@ class ProxiedEnsemble(Ensemble):
         super().__init__(*args, **kw)
         self.proxy = FaultProxy()
         self.next_client = 1
+        # the members' ports, free whenever a member is down: no proxy may take one
+        self.member_ports = frozenset(p for m in self.members.values()
+                                      for p in (m.client_port, m.quorum_port, m.election_port))
         for ma in self.members.values():
             for mb in self.members.values():
                 if ma is not mb:
-                    self.proxy.add(ma.sid, mb.sid, "quorum", mb.quorum_port)
-                    self.proxy.add(ma.sid, mb.sid, "election", mb.election_port)
+                    self.proxy.add(ma.sid, mb.sid, "quorum", mb.quorum_port, self.member_ports)
+                    self.proxy.add(ma.sid, mb.sid, "election", mb.election_port, self.member_ports)
         for (a, b, kind), link in self.proxy.links.items():
             if kind == "election":
                 link.rewrite = _rewrite_initial(self.proxy.links[(b, a, "election")].listen_port)
@@ -305,7 +320,8 @@ class ProxiedEnsemble(Ensemble):
         n = self.next_client
         self.next_client += 1
         chosen = list(sids) if sids is not None else list(self.members)
-        links = [self.proxy.add(n, sid, "client", self.members[sid].client_port) for sid in chosen]
+        links = [self.proxy.add(n, sid, "client", self.members[sid].client_port, self.member_ports)
+                 for sid in chosen]
         return ",".join(f"127.0.0.1:{link.listen_port}" for link in links)
 
     def server_line_for(self, writer: Member, m: Member) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.jepsen.history import Op, pairs
 from tests.jepsen.nemesis import Event
-from tests.jepsen.runner import RunResult
+from tests.jepsen.runner import RunConfig, RunResult
 
 STYLE = {  # completion type -> (marker, colour)
     "ok": ("o", "#1f77b4"),
@@ -110,6 +110,21 @@ def run_record(result: RunResult) -> dict[str, Any]:
     }
 
 
+def error_record(cfg: RunConfig, error: BaseException, out: Path) -> dict[str, Any]:
+    """The record of a run the harness could not complete (no history to check)."""
+    return {
+        "seed": cfg.seed, "servers": cfg.servers, "seconds": cfg.time_limit, "clients": cfg.clients,
+        "nemesis": ",".join(cfg.nemesis_plan or cfg.nemesis) or "none", "workloads": ",".join(cfg.workloads),
+        "operations": 0, "ok": 0, "fail": 0, "info": 0, "faults": 0, "verdicts": {}, "details": {},
+        "replicas": "", "violations": 0, "lost": 0, "valid": False, "out": str(out),
+        "error": f"{type(error).__name__}: {error}"[:2000],
+    }
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    return "valid" if r["valid"] else "ERROR" if r.get("error") else "INVALID"
+
+
 COLUMNS = ["run", "seed", "servers", "seconds", "clients", "nemesis", "faults", "operations", "ok", "fail",
            "info", "violations", "lost", "verdict"]
 
@@ -118,7 +133,7 @@ def table(records: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of the runs and a total line."""
     rows = [[str(i + 1), str(r["seed"]), str(r["servers"]), f"{r['seconds']:g}", str(r["clients"]),
              r["nemesis"], str(r["faults"]), str(r["operations"]), str(r["ok"]), str(r["fail"]),
-             str(r["info"]), str(r["violations"]), str(r["lost"]), "valid" if r["valid"] else "INVALID"]
+             str(r["info"]), str(r["violations"]), str(r["lost"]), _verdict(r)]
             for i, r in enumerate(records)]
     total = ["total", "", "", f"{sum(r['seconds'] for r in records):g}", "", "",
              str(sum(r["faults"] for r in records))]

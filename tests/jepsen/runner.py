@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.ensemble import wait_converged
+from tests.ensemble import Ensemble, wait_converged
 from tests.jepsen import checker
 from tests.jepsen.history import Op, Recorder, counts, dump
 from tests.jepsen.nemesis import Event, Nemesis, ProxiedEnsemble, mount_tmpfs, umount
@@ -372,6 +372,15 @@ class Worker(threading.Thread):
             self.sessions.watches.append(rec)
 
 
+def start_every_member(ens: Ensemble, timeout: float) -> None:
+    """Start the members and wait until every one of them serves.  Ensemble.start waits
+    for the members still running, so one that died at start (its port taken by another
+    process between free_port and its bind) would leave a quietly smaller ensemble; this
+    raises with that member's log instead."""
+    ens.start(wait=False)
+    ens.wait_ready(sids=list(ens.members), timeout=timeout)
+
+
 def _setup(ens: ProxiedEnsemble) -> None:
     c = ens.client(timeout=10.0)
     c.ensure_path("/jepsen/set")
@@ -491,7 +500,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print, progress: float = 10
                 else:
                     disk_sid, disk_skip = None, why
                     log(f"disk nemesis skipped: {why}")
-            ens.start(timeout=60)
+            start_every_member(ens, timeout=60)
             _setup(ens)
             nem = Nemesis(ens, cfg.nemesis, cfg.seed, cfg.session_timeout,
                           interval=cfg.nemesis_interval, hold=cfg.nemesis_hold, plan=cfg.nemesis_plan,
@@ -522,7 +531,7 @@ def run(cfg: RunConfig, log: Callable[[str], None] = print, progress: float = 10
                 for w in workers:
                     w.join(cfg.op_timeout * 3 + 5)
             log(f"workload done after {time.monotonic() - t0:.1f}s; healing")
-            ens.wait_ready(timeout=90)
+            ens.wait_ready(sids=list(ens.members), timeout=90)
             ens.close_clients()
             _final_reads(ens, rec, cfg.workloads)
             converged = _replicas_agree(ens)

@@ -113,3 +113,4 @@ def test_client_links_cut_one_client_only(proxy: FaultProxy, echo_port: int) -> 
         proxy.heal()
         a.settimeout(2)
         assert a.recv(4096) == b"held"
+

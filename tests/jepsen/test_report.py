@@ -10,7 +10,8 @@ from matplotlib.image import imread
 
 from tests.jepsen.history import Op
 from tests.jepsen.nemesis import Event
-from tests.jepsen.report import latencies, plot_latency, table, timeline_json, type_counts
+from tests.jepsen.report import error_record, latencies, plot_latency, table, timeline_json, type_counts
+from tests.jepsen.runner import RunConfig
 
 T0 = 1000.0
 
@@ -62,8 +63,11 @@ def test_timeline_and_table() -> None:
     rec = {"seed": 3, "servers": 3, "seconds": 30.0, "clients": 10, "nemesis": "kill", "faults": 3,
            "operations": 100, "ok": 90, "fail": 8, "info": 2, "violations": 0, "lost": 0, "valid": True}
     bad = dict(rec, seed=4, violations=1, lost=2, valid=False)
-    text = table([rec, bad])
+    broken = error_record(RunConfig(time_limit=30.0, nemesis=["kill"], seed=5, clients=10),
+                          AssertionError("server.2 exited"), Path("run-03"))
+    text = table([rec, bad, broken])
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()]
-    assert rows[0][:3] == ["run", "seed", "servers"] and len(rows) == 5
+    assert rows[0][:3] == ["run", "seed", "servers"] and len(rows) == 6
     assert rows[3][-3:] == ["1", "2", "INVALID"]
-    assert rows[4] == ["total", "", "", "60", "", "", "6", "200", "180", "16", "4", "1", "2", "1/2 valid"]
+    assert rows[4][1] == "5" and rows[4][-1] == "ERROR"
+    assert rows[5] == ["total", "", "", "90", "", "", "6", "200", "180", "16", "4", "1", "2", "1/3 valid"]
