@@ -32,11 +32,6 @@ def kinds(zkpy_xfail: str | None = None) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("ens", params, indirect=True)
 
 
-
-
-ONE_MEMBER = "issue 12: zkpy cannot run a one-member quorum (standaloneEnabled=false)"
-
-
 @dataclass
 class Config:
     """/zookeeper/config parsed: its server lines (in order), version and Stat."""

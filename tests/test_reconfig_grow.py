@@ -28,8 +28,7 @@ from tests.reconfig_support import (
     start_timeout,
 )
 
-JOINERS = "issue 12: a zkpy joiner does not sync as a non-voting follower yet"
-pytestmark = kinds(JOINERS)
+pytestmark = kinds()
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,14 @@
 PrepRequestProcessor's order), the reconfig proposal committed only on a quorum of the
 old AND the new config, COMMITANDACTIVATE / INFORMANDACTIVATE naming the designated
 leader, the initial config's version agreed through NEWLEADER, and the learner's
-activation and role changes.  No I/O."""
+activation and role changes; FastLeaderElection adopting a newer config.  No I/O."""
 
 from __future__ import annotations
 
 import pytest
 
+from zkpy.election.fle import Decided, FastLeaderElection, NewConfig, Vote
+from zkpy.election.messages import Notification, ServerState
 from zkpy.jute.constants import Err, OpCode
 from zkpy.jute.txns import TXN_HEADER, SetDataTxn, encode_txn
 from zkpy.server.quorum_config import QuorumConfig
@@ -165,3 +167,23 @@ def test_an_observer_gets_informandactivate_and_a_follower_turned_observer_leave
     f.receive(QuorumPacket(PacketType.PROPOSAL, z2, reconfig_txn(z2, config(2, 3))), 0)
     out = f.receive(QuorumPacket(PacketType.COMMITANDACTIVATE, z2, (2).to_bytes(8, "big")), 0)
     assert [type(a) for a in out] == [A.Commit, A.Activate, A.Abandon]
+
+
+def test_a_looking_joiner_adopts_the_newer_config_of_a_notification() -> None:
+    """FastLeaderElection's WorkerReceiver: a joiner started with a partial view (1 and
+    itself, version 0) takes the leader's config from its notification and restarts its
+    election with those voters; as a non-voter it then follows the leader of server 1."""
+    fle = FastLeaderElection(2, frozenset({1, 2}), config=config(1, 2).text().encode(), reconfig=True)
+    fle.look(0, 0, 0)
+    theirs = config(1, version=E1)
+    leading = Notification(ServerState.LEADING, 1, E1, 1, 1, config=theirs.text().encode())
+    out = fle.receive(0, 1, leading)
+    assert out[0] == NewConfig(theirs) and fle.voters == {1} and not fle.is_voter
+    out = fle.receive(0, 1, leading)  # the same again, now with the adopted config
+    assert [a for a in out if isinstance(a, Decided)] == [
+        Decided(ServerState.OBSERVING, Vote(1, E1, 1, 1))]
+    # an older or equal config changes nothing
+    fle2 = FastLeaderElection(3, frozenset({1, 3}), config=config(1, 3, version=E1).text().encode(),
+                              reconfig=True)
+    fle2.look(0, 0, 0)
+    assert not any(isinstance(a, NewConfig) for a in fle2.receive(0, 1, leading))

@@ -76,7 +76,7 @@ class ElectionDriver:
         for action in actions:
             if isinstance(action, Send):
                 self.transport.send(action.to, action.message.encode())
-            else:
+            elif isinstance(action, Decided):  # (NewConfig only comes with reconfig on)
                 log.info("election: server %d decided %s, vote %s", self.fle.my_id,
                          action.state.name, action.vote)
                 self.on_decided(action)

@@ -31,8 +31,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from zkpy.election.messages import Notification, ServerState
+from zkpy.server.quorum_config import QuorumConfig
 
-__all__ = ["Action", "Decided", "FastLeaderElection", "Send", "ServerState", "Vote"]
+__all__ = ["Action", "Decided", "FastLeaderElection", "NewConfig", "Send", "ServerState", "Vote"]
 
 MIN_LONG = -(1 << 63)  # Long.MIN_VALUE: the non-vote an observer proposes
 RECV_CAPACITY = 100  # QuorumCnxManager.RECV_CAPACITY: oldest dropped when full
@@ -64,7 +65,16 @@ class Decided:
     vote: Vote
 
 
-Action = Send | Decided
+@dataclass(frozen=True, slots=True)
+class NewConfig:
+    """A notification carried a config newer than ours while we were LOOKING (reconfig
+    enabled): the caller activates it (QuorumPeer.processReconfig); the election has
+    already restarted with its voters."""
+
+    config: QuorumConfig
+
+
+Action = Send | Decided | NewConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +114,7 @@ class FastLeaderElection:
 
     def __init__(self, my_id: int, voters: frozenset[int], observers: frozenset[int] = frozenset(),
                  min_interval_ms: int = 200, max_interval_ms: int = 60000,
-                 finalize_wait_ms: int = 200, config: bytes = b"") -> None:
+                 finalize_wait_ms: int = 200, config: bytes = b"", reconfig: bool = False) -> None:
         if not voters:
             raise ValueError("an ensemble needs at least one voter")
         self.my_id = my_id
@@ -115,6 +125,11 @@ class FastLeaderElection:
         self.max_interval_ms = max_interval_ms
         self.finalize_wait_ms = finalize_wait_ms
         self.config = config
+        # reconfigEnabled: adopt a newer config a notification carries (see receive)
+        self.reconfig = reconfig
+        parsed = QuorumConfig.from_bytes(config) if reconfig else None
+        self.config_version = parsed.version if parsed is not None else 0
+        self._looked = (0, 0)  # look()'s arguments, for a restart with a new config
         self.state = ServerState.LOOKING  # QuorumPeer's state; a peer boots LOOKING
         self.logical_clock = 0
         # QuorumPeer.currentVote: the last decided vote (our own vote until the first
@@ -146,6 +161,7 @@ class FastLeaderElection:
             self.current_vote = Vote(self.my_id, last_logged_zxid, -1, current_epoch)
         self.state = ServerState.LOOKING
         self._running = True
+        self._looked = (last_logged_zxid, current_epoch)
         self.logical_clock += 1
         if self.is_voter:
             self._init = (self.my_id, last_logged_zxid, current_epoch)
@@ -165,6 +181,14 @@ class FastLeaderElection:
     def receive(self, now_ms: int, sender: int, n: Notification) -> list[Action]:
         """A notification from `sender` (ourselves included, if the caller loops back)."""
         out: list[Action] = []
+        if self.reconfig and n.config and self.state == ServerState.LOOKING:
+            # WorkerReceiver: a LOOKING peer takes a newer config from any notification
+            # and restarts its election with it (a joiner learns the ensemble this way)
+            config = QuorumConfig.from_bytes(n.config)
+            if config is not None and config.version > self.config_version:
+                out.append(NewConfig(config))
+                self.reconfigure(config.voters, config.observers, config.text().encode(), config.version)
+                return out + self.look(now_ms, *self._looked)
         self._receive_thread(sender, n, out)
         self._drain(now_ms, out)
         return out
@@ -208,12 +232,14 @@ class FastLeaderElection:
         self._finalize_deadline = None
         self._queue.clear()
 
-    def reconfigure(self, voters: frozenset[int], observers: frozenset[int], config: bytes) -> None:
+    def reconfigure(self, voters: frozenset[int], observers: frozenset[int], config: bytes,
+                    version: int) -> None:
         """A new config is active: count these voters from now on and send its text."""
         self.voters = frozenset(voters)
         self.observers = frozenset(observers) - self.voters
         self.is_voter = self.my_id in self.voters
         self.config = config
+        self.config_version = max(self.config_version, version)
 
     # -- the WorkerReceiver: runs for every message, in every state ----------------------
 

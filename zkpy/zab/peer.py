@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from zkpy.datatree.tree import DataTree
-from zkpy.election.fle import Decided, FastLeaderElection
+from zkpy.election.fle import Decided, FastLeaderElection, NewConfig
 from zkpy.election.fle import Send as FleSend
 from zkpy.election.messages import Notification, ServerState
 from zkpy.election.transport import ElectionTransport
@@ -149,7 +149,7 @@ class QuorumPeer:
         self.last_seen: QuorumConfig | None = None
         self.snap_dir = config.data_dir / VERSION_DIR
         self.fle = FastLeaderElection(self.my_id, self.voters, self.observers,
-                                      config=self._config_text())
+                                      config=self._config_text(), reconfig=config.reconfig_enabled)
         if config.reconfig_enabled and config.dynamic_config_file is None and config.source is not None:
             backup_static_config(config.source)
         self.transport: ElectionTransport | None = None
@@ -300,6 +300,8 @@ class QuorumPeer:
                     self.transport.send(a.to, a.message.encode())
             elif isinstance(a, Decided) and self._decided is not None and not self._decided.done():
                 self._decided.set_result(a)
+            elif isinstance(a, NewConfig):
+                self._activate(a.config)
         self._arm_fle_timer()
 
     def _arm_fle_timer(self) -> None:
@@ -451,7 +453,7 @@ class QuorumPeer:
             # reconfig's own setData (applied just before) keeps its mzxid and mtime, as
             # Java activates before it applies the txn
             self.init_config_node(self.core.tree)
-        self.fle.reconfigure(config.voters, config.observers, self._config_text())
+        self.fle.reconfigure(config.voters, config.observers, self._config_text(), config.version)
         if self.transport is not None:
             for sid, spec in config.members.items():
                 if sid != self.my_id:
