@@ -53,6 +53,7 @@ ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 VOTERS = (1, 2, 3)
 SPARES = (4, 5, 6)
 ANYONE = make_acl("world", "anyone").id
+DUPLICATES = "zkpy refuses a joiner reusing a member's loopback address; ZooKeeper exempts loopback"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,8 @@ def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
     for sid in VOTERS:
         e[sid].config_sids = set(VOTERS)
     try:
-        e.start(VOTERS, timeout=start_timeout(request.param))
+        e.start(VOTERS, wait=False)
+        e.wait_ready(VOTERS, timeout=start_timeout(request.param))  # fails if one exited
         yield e
     finally:
         e.close()
@@ -190,6 +192,25 @@ def test_bad_arguments(ens: Ensemble) -> None:
     with pytest.raises(MarshallingError):
         c.reconfig(None, "abc", None)
     assert read_config(c) == before
+
+
+@kinds(DUPLICATES)
+def test_duplicate_addresses(ens: Ensemble) -> None:
+    """A joiner may not reuse another member's address, but loopback and wildcard
+    addresses are exempt from that check (QuorumServer.checkAddressDuplicate)."""
+    c = su(ens)
+    before = read_config(c)
+    # two joiners in one request, the second on the first one's quorum address
+    with pytest.raises(BadArgumentsError):
+        c.reconfig("server.4=10.1.2.3:1000:1001:observer;1002,server.5=10.1.2.3:1000:2000:observer;2002",
+                   None, None)
+    assert read_config(c) == before
+    # on 127.0.0.1 the same reuse (server 1's quorum port) is accepted
+    q1 = ens[1].quorum_port
+    spec = f"server.5=127.0.0.1:{q1}:{ens[5].election_port}:participant;127.0.0.1:{ens[5].client_port}"
+    data, _ = c.reconfig(spec, None, None)
+    expect_config(Config(data, None), [*before.lines, spec])
+    c.reconfig(None, "5", None)
 
 
 @kinds()
