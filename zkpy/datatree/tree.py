@@ -55,7 +55,8 @@ def owner_ttl(owner: int) -> int | None:
 
 
 NO_CHILDREN: frozenset[str] = frozenset()
-_ACL_CACHE: dict[tuple[ACL, ...], tuple[ACL, ...]] = {}
+# seeded with the shared world:anyone tuple, which request preparation tests by identity
+_ACL_CACHE: dict[tuple[ACL, ...], tuple[ACL, ...]] = {OPEN_ACL_UNSAFE: OPEN_ACL_UNSAFE}
 
 
 def intern_acl(acl: tuple[ACL, ...] | list[ACL]) -> tuple[ACL, ...]:
@@ -196,7 +197,10 @@ class DataTree:
     def apply(self, hdr: TxnHeader, txn: Txn) -> tuple[ApplyResult, list[Event]]:
         """Apply one committed txn; return the client's result and the watch events."""
         events: list[Event] = []
-        res = self._apply(hdr.type, txn, hdr, events)
+        if type(txn) is SetDataTxn:  # the most common txn, without the dispatch
+            res = self._set_data(txn, hdr, events)
+        else:
+            res = self._apply(hdr.type, txn, hdr, events)
         if hdr.zxid > self.last_processed_zxid:
             self.last_processed_zxid = hdr.zxid
         return res, events
@@ -325,8 +329,10 @@ class DataTree:
         node = self.nodes.get(t.path)
         if node is None:
             return ApplyResult(Err.NONODE)
-        self.quotas.data_changed(t.path, (len(t.data) if t.data else 0)
-                                 - (len(node.data) if node.data else 0))
+        quotas = self.quotas
+        if quotas.paths:
+            quotas.data_changed(t.path, (len(t.data) if t.data else 0)
+                                - (len(node.data) if node.data else 0))
         node.data = t.data
         node.version = t.version
         node.mzxid = hdr.zxid

@@ -82,7 +82,7 @@ class Reader:
             raise JuteError(f"string length {n} out of range")
         p = self._need(n)
         # like Java's lenient decoder: malformed bytes become U+FFFD (never an error)
-        return bytes(self.buf[p : p + n]).decode("utf-8", "replace")
+        return str(self.buf[p : p + n], "utf-8", "replace")
 
     def string_vector(self) -> list[str] | None:
         n = self.int()

@@ -195,7 +195,7 @@ def _create(r: Reader) -> CreateRequest:
             a = e + _OPEN_ACL_LEN
             if -1 <= dn <= MAX_FIELD_LEN and a + 4 <= end and buf[e:a] == _OPEN_ACL_BYTES:
                 r.pos = a + 4
-                return _tuple(CreateRequest, (bytes(buf[p + 4 : q]).decode("utf-8", "replace"),
+                return _tuple(CreateRequest, (str(buf[p + 4 : q], "utf-8", "replace"),
                                               None if dn < 0 else bytes(buf[q + 4 : e]),
                                               OPEN_ACL_UNSAFE, _II.unpack_from(buf, a)[0], -1))
     return CreateRequest(_path(r), r.buffer(), read_acl_list(r), r.int())
@@ -208,7 +208,7 @@ def _path_version(r: Reader) -> PathVersion:
         q = p + 4 + n
         if n >= 0 and q + 4 <= end:
             r.pos = q + 4
-            return _tuple(PathVersion, (bytes(buf[p + 4 : q]).decode("utf-8", "replace"),
+            return _tuple(PathVersion, (str(buf[p + 4 : q], "utf-8", "replace"),
                                         _II.unpack_from(buf, q)[0]))
     return PathVersion(_path(r), r.int())
 
@@ -220,7 +220,7 @@ def _path_watch(r: Reader) -> PathWatch:
         q = p + 4 + n
         if n >= 0 and q < end:
             r.pos = q + 1
-            return _tuple(PathWatch, (bytes(buf[p + 4 : q]).decode("utf-8", "replace"), buf[q] != 0))
+            return _tuple(PathWatch, (str(buf[p + 4 : q], "utf-8", "replace"), buf[q] != 0))
     return PathWatch(_path(r), r.bool())
 
 
@@ -234,7 +234,7 @@ def _set_data(r: Reader) -> SetDataRequest:
             e = q + 4 + dn
             if 0 <= dn <= MAX_FIELD_LEN and e + 4 <= end:
                 r.pos = e + 4
-                return _tuple(SetDataRequest, (bytes(buf[p + 4 : q]).decode("utf-8", "replace"),
+                return _tuple(SetDataRequest, (str(buf[p + 4 : q], "utf-8", "replace"),
                                                bytes(buf[q + 4 : e]), _II.unpack_from(buf, e)[0]))
     return SetDataRequest(_path(r), r.buffer(), r.int())
 

@@ -118,6 +118,19 @@ def _acl_bytes(acl: list[ACL] | tuple[ACL, ...]) -> bytes:
     return w.getvalue()
 
 
+_SET_DATA_HEAD = struct.Struct(">qiqqii")  # TxnHeader + the path's length
+
+
+def encode_entry(client_id: int, cxid: int, zxid: int, time: int, type_: int, txn: Txn) -> bytes:
+    """TxnHeader + record, as the txn log and PROPOSAL packets carry them."""
+    if type(txn) is SetDataTxn:  # the most common txn: packed in one go
+        p = txn.path.encode("utf-8", "surrogatepass")
+        d = txn.data
+        return (_SET_DATA_HEAD.pack(client_id, cxid, zxid, time, type_, len(p)) + p
+                + (_NULL if d is None else _I.pack(len(d)) + d) + _I.pack(txn.version))
+    return TXN_HEADER.pack(client_id, cxid, zxid, time, type_) + encode_txn(txn)
+
+
 def encode_txn(txn: Txn) -> bytes:
     """Serialize the record part of a txn (without the header)."""
     # exact-type tests (no subclasses exist): the hot cases, packed directly

@@ -80,8 +80,9 @@ class ClientConnection(asyncio.Protocol):
         self._close_when_flushed = False
         self._handshake_timer: asyncio.TimerHandle | None = None
         # True while _process runs: a session resumed synchronously from inside it must not
-        # re-enter (the buffer is exported to a memoryview); the running loop goes on.
+        # re-enter (it would decode frames twice); the running loop goes on.
         self._processing = False
+        self._reader = Reader(b"")
 
     # ---- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -209,7 +210,9 @@ class ClientConnection(asyncio.Protocol):
         max_len = self.server.config.max_buffer
         server = self.server
         high = server.config.client_write_high_water
-        mv = memoryview(buf)
+        # one immutable copy of what was read, made at the first complete frame: the
+        # decoders slice it (one object per field, not a view and then a copy)
+        data: bytes | None = None
         if self.state == ESTABLISHED:
             server.touch(self)
         try:
@@ -236,17 +239,19 @@ class ClientConnection(asyncio.Protocol):
                 pos = start + n
                 server.stats.received += 1
                 self.received += 1
+                if data is None:
+                    data = bytes(buf)
                 if self.state == NEW:
-                    self._handshake(mv[start:pos])
+                    self._handshake(data[start:pos])
                 else:
-                    self._request(mv, start, pos)
+                    self._request(data, start, pos)
         finally:
-            mv.release()
             if pos:
                 del buf[:pos]
+            self._reader.buf = b""  # holds no batch while the connection idles
             self._processing = False
 
-    def _handshake(self, body: memoryview) -> None:
+    def _handshake(self, body: bytes) -> None:
         try:
             req = ConnectRequest.decode(body)
         except JuteError as e:
@@ -261,20 +266,22 @@ class ClientConnection(asyncio.Protocol):
             # pipelines behind its ConnectRequest waits in the socket, not in `buf`
             self.hold(HOLD_CONNECTING)
 
-    def _request(self, mv: memoryview, start: int, end: int) -> None:
+    def _request(self, data: bytes, start: int, end: int) -> None:
         if end - start < 8:
             log.info("closing %s: request frame of %d bytes is too short", self.peer, end - start)
             self.close()
             return
-        xid, op = REQUEST_HEADER.unpack_from(mv, start)
+        xid, op = REQUEST_HEADER.unpack_from(data, start)
         decoder = REQUEST_DECODERS.get(op)
         if decoder is None or op == OpCode.CHECK:
             # zxid -1: the request never got one (Java's UnimplementedRequestProcessor).
             self.send(frame(xid, -1, Err.UNIMPLEMENTED))
             self.close_after_flush()
             return
+        r = self._reader  # reused: no decoder keeps its Reader
+        r.buf, r.pos, r.end = data, start + 8, end
         try:
-            req = decoder(Reader(mv, start + 8, end))
+            req = decoder(r)
         except UnknownMultiOp:
             self.send(frame(xid, self.server.tree.last_processed_zxid, Err.MARSHALLINGERROR))
             return
@@ -293,7 +300,7 @@ class ClientConnection(asyncio.Protocol):
             return
         self.last_cxid = xid
         # only a learner forwards requests, and only writes and syncs: keep their raw bytes
-        body = bytes(mv[start + 8 : end]) if self.server.zab is not None and op in FORWARDED else b""
+        body = data[start + 8 : end] if self.server.zab is not None and op in FORWARDED else b""
         self.server.request(self, xid, op, req, body)
 
     def _four_letter(self, code: int) -> None:

@@ -46,7 +46,7 @@ from zkpy.jute.txns import (
     Txn,
     TxnHeader,
     decode_txn,
-    encode_txn,
+    encode_entry,
 )
 from zkpy.server import reads, session_lifecycle, session_requests
 from zkpy.server.config import Config
@@ -78,15 +78,14 @@ _tuple = tuple.__new__
 class Entry:
     """A txn waiting in the commit queue; conn is the local client that asked for it."""
 
-    __slots__ = ("conn", "xid", "op", "hdr", "txn", "started")
+    __slots__ = ("conn", "xid", "op", "hdr", "txn")
 
-    def __init__(self, conn: Any, xid: int, op: int, hdr: TxnHeader, txn: Txn, started: float) -> None:
+    def __init__(self, conn: Any, xid: int, op: int, hdr: TxnHeader, txn: Txn) -> None:
         self.conn = conn
         self.xid = xid
         self.op = op
         self.hdr = hdr
         self.txn = txn
-        self.started = started
 
 
 # kinds of items in a connection's `pending` queue
@@ -355,7 +354,7 @@ class ZooKeeperServer:
     def _prepare(self, sid: int, op: int, req: Any, auth: list[tuple[str, str]],
                  owner: int) -> tuple[Txn, int]:
         """Validate a write and build its txn; owner is the server the client is on."""
-        zxid = self._next_zxid()
+        zxid = self.zab.next_zxid() if self.zab is not None else self.zxid + 1
         if op == OpCode.CLOSE_SESSION:  # not owner-checked: expiry closes sessions too
             self.sessions.set_closing(sid)
             return CloseSessionTxn(self.preparer.close_session(sid, zxid)), OpCode.CLOSE_SESSION
@@ -401,9 +400,6 @@ class ZooKeeperServer:
         require(node.acl, Perm.WRITE, auth, self.config.skip_acl)
         return SetDataTxn("/zookeeper/config", text, -1)
 
-    def _next_zxid(self) -> int:
-        return self.zab.next_zxid() if self.zab is not None else self.zxid + 1
-
     def forwarded(self, sid: int, cxid: int, op: int, body: bytes, auth: list[tuple[str, str]],
                   owner: int) -> None:
         """Leader: a write that learner `owner` (its server id) forwarded for a client."""
@@ -434,7 +430,7 @@ class ZooKeeperServer:
         self.zxid = zxid = zab.next_zxid() if zab is not None else self.zxid + 1
         now = int(time.time() * 1000)
         hdr = _tuple(TxnHeader, (sid, xid, zxid, now, type_))
-        entry = TXN_HEADER.pack(sid, xid, zxid, now, type_) + encode_txn(txn)
+        entry = encode_entry(sid, xid, zxid, now, type_, txn)
         if self.txn_log is not None:
             self.txn_log.append_entry(zxid, entry)
         if zab is not None:
@@ -450,7 +446,7 @@ class ZooKeeperServer:
         group = self.group
         group.appended = zxid
         queue = self.queue
-        queue.append(Entry(conn, xid, op, hdr, txn, time.perf_counter()))
+        queue.append(Entry(conn, xid, op, hdr, txn))
         if len(queue) + self.waiting >= self._outstanding_limit and not self.throttled:
             self._throttle(True)
         group.request()
@@ -472,7 +468,7 @@ class ZooKeeperServer:
         self.zxid = max(self.zxid, hdr.zxid)
         METRICS.learner_proposals.value += 1
         self.group.appended = self.zxid
-        self.queue.append(Entry(None, hdr.cxid, hdr.type, hdr, txn, time.perf_counter()))
+        self.queue.append(Entry(None, hdr.cxid, hdr.type, hdr, txn))
         self.group.request()
         return hdr.zxid
 
@@ -639,19 +635,25 @@ class ZooKeeperServer:
         if self.audit is not None:
             self.audit.write(conn, item[2], item[3], res)
         self.stats.record(item[4], METRICS.updatelatency)
+        op = item[2]
         if res.err:
             conn.send(frame(e.xid, hdr.zxid, res.err))
-        elif item[2] == OpCode.RECONFIG:  # GetDataResponse: the new config and the Stat
+        elif op == OpCode.SET_DATA:  # the most common write: the body is the Stat
+            conn.send(frame(e.xid, hdr.zxid, 0, res.stat or b""))
+        elif op == OpCode.RECONFIG:  # GetDataResponse: the new config and the Stat
             data = self.tree.nodes["/zookeeper/config"].data or b""
             conn.send(frame(e.xid, hdr.zxid, 0, INT.pack(len(data)) + data + (res.stat or b"")))
         else:
-            conn.send(frame(e.xid, hdr.zxid, 0, write_result_body(item[2], res)))
-        conn.last_op(item[2], hdr.zxid)
+            conn.send(frame(e.xid, hdr.zxid, 0, write_result_body(op, res)))
+        conn.last_op_code = op
+        conn.last_zxid = hdr.zxid
         if hdr.type == OpCode.CLOSE_SESSION:
             self.local_sessions.pop(sid, None)
             conn.close_after_flush()
             return
-        self._drain(conn)
+        pending = conn.pending
+        if pending and pending[0][0] != WAIT_WRITE:  # reads queued behind this write
+            self._drain(conn)
 
     def _drop_session(self, sid: int) -> None:
         conn = self.local_sessions.pop(sid, None)

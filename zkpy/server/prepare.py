@@ -25,6 +25,7 @@ from zkpy.jute.constants import (
 )
 from zkpy.jute.records import (
     ACL,
+    OPEN_ACL_UNSAFE,
     CreateRequest,
     MultiRequest,
     PathOnly,
@@ -150,12 +151,12 @@ class Preparer:
         req is the record REQUEST_DECODERS (or a multi) decoded for op; no type expresses
         that pairing, hence the ignores below.
         """
-        if op in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
+        if op == OpCode.SET_DATA:
+            return self._set_data(req, zxid, auth)  # type: ignore[arg-type]  # op fixes req's type
+        if op in _CREATE_OPS:
             return self._create(op, req, zxid, sid, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.DELETE:
             return self._delete(req, zxid, auth)  # type: ignore[arg-type]  # op fixes req's type
-        if op == OpCode.SET_DATA:
-            return self._set_data(req, zxid, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.SET_ACL:
             return self._set_acl(req, zxid, auth)  # type: ignore[arg-type]  # op fixes req's type
         if op == OpCode.CHECK:
@@ -216,7 +217,8 @@ class Preparer:
         parent = self.updated(parent_path, zxid)
         if parent is None:
             raise KeeperError(Err.NONODE)
-        require(parent.acl, Perm.CREATE, auth, self.settings.skip_acl)
+        if parent.acl is not OPEN_ACL_UNSAFE:  # the shared world:anyone ACL grants everything
+            require(parent.acl, Perm.CREATE, auth, self.settings.skip_acl)
         if sequential:
             path += f"{parent.cversion:010d}"
         if path_error(path) is not None:
@@ -292,7 +294,8 @@ class Preparer:
         node = self.updated(path, zxid)
         if node is None:
             raise KeeperError(Err.NONODE)
-        require(node.acl, Perm.WRITE, auth, self.settings.skip_acl)
+        if node.acl is not OPEN_ACL_UNSAFE:  # the shared world:anyone ACL grants everything
+            require(node.acl, Perm.WRITE, auth, self.settings.skip_acl)
         if self.settings.enforce_quota:
             # Java's lastData is the prepared record's; zkpy's records carry no data, so the
             # applied node's (they differ only while setData's to one node are pipelined)
@@ -301,7 +304,10 @@ class Preparer:
             self.tree.quotas.check(path, (len(req.data) if req.data else 0) - old_len, 0)
         if req.version != -1 and req.version != node.version:
             raise KeeperError(Err.BADVERSION)
-        node.version = new_version = _wrap_int(node.version + 1)
+        new_version = node.version + 1
+        if new_version > 0x7FFFFFFF:  # Java's int wraps
+            new_version = -0x80000000
+        node.version = new_version
         self._add(node)
         return _tuple(SetDataTxn, (path, req.data, new_version))
 
