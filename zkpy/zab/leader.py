@@ -419,7 +419,8 @@ class Leader:
         out: list[Action] = []
         pkt = QuorumPacket(PacketType.PROPOSAL, zxid, payload)  # one object: encoded once by the caller
         for ls in self.learners.values():
-            if ls.phase in _SENDING and not ls.observer:
+            # BROADCAST first: an Enum member hashes in Python code
+            if (ls.phase is Phase.BROADCAST or ls.phase in _SENDING) and not ls.observer:
                 out.append(Send(ls.handle, pkt))
         return out
 
@@ -449,7 +450,7 @@ class Leader:
             commit = QuorumPacket(PacketType.COMMIT, z)
             inform: QuorumPacket | None = None
             for ls in self.learners.values():
-                if ls.phase in _SENDING:
+                if ls.phase is Phase.BROADCAST or ls.phase in _SENDING:
                     if ls.observer:
                         inform = inform or QuorumPacket(PacketType.INFORM, z, p.payload)
                         out.append(Send(ls.handle, inform))
