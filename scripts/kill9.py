@@ -10,8 +10,8 @@ parent /kill9/w<n> and, between batches, sets its own register /kill9/reg<n> wit
 version it last saw (a conditional write).  An answered create is an acknowledged write
 (its name is remembered); an unanswered one (ConnectionLoss, timeout) is `info`: it may
 or may not exist.  A cycle lets the load run a random moment, then kill -9s a victim --
-the standalone server, or in an ensemble a random member, the leader (one cycle in
-three) or every member at once (one in ten) -- restarts it and, once it serves again,
+the standalone server, or in an ensemble a random member, the leader (three cycles
+in ten) or every member at once (one in ten) -- restarts it and, once it serves again,
 checks through a fresh session (after a sync) that every create acknowledged so far is
 there and that each register holds at least its acknowledged version (the same value
 when the version is equal).  The last check also reads every member directly.  The
