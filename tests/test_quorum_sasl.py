@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import NETTY_AVAILABLE, NETTY_JARS, require_tool
 from tests.ensemble import Ensemble, wait_until, writes_through_every_server
-from tests.test_quorum_tls import mixed_leaders_both_ways
+from tests.test_quorum_tls import mixed_leaders_both_ways, quorum_tls
+from tests.tlscerts import make_pki
 from zkpy.election.messages import encode_initial_message
 from zkpy.server.config import ConfigError, build_config
 from zkpy.server.quorum_security import ERROR, MAGIC, PROTOCOL, SERVER_NAME, encode_auth_packet
@@ -119,9 +121,17 @@ def test_enable_without_require_lets_an_unauthenticated_member_in(tmp_path: Path
     writes_through_every_server(ens, "/half-sasl")
 
 
-def test_mixed_ensemble_with_zookeeper_over_quorum_sasl(tmp_path: Path, ensembles: list[Ensemble]) -> None:
-    ens = sasl_ensemble(["reference", "reference", "zkpy"], tmp_path, REQUIRE)
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_mixed_ensemble_with_zookeeper_over_quorum_sasl(tmp_path: Path, ensembles: list[Ensemble],
+                                                        tls: bool) -> None:
+    """SASL alone, and SASL inside quorum TLS (PKCS12 stores)."""
+    extra = dict(REQUIRE)
+    if tls:
+        require_tool(NETTY_AVAILABLE, "Netty (ZooKeeper's quorum TLS listener detects TLS with it)")
+        extra.update(quorum_tls(make_pki(tmp_path / "pki"), "p12"))
+    ens = sasl_ensemble(["reference", "reference", "zkpy"], tmp_path, extra)
     ensembles.append(ens)
+    ens.extra_jars = NETTY_JARS if tls else []
     assert sorted(mixed_leaders_both_ways(ens, "/mixed-sasl")) == ["reference", "zkpy"]
     for m in ens.members.values():
         log = m.log_text()

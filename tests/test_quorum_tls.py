@@ -33,8 +33,11 @@ def quorum_tls(pki: Pki, store: str = "p12", key: Path | None = None) -> dict[st
     return cfg
 
 
-def refused(member_log: str) -> bool:
-    return "TLS handshake with" in member_log and "failed" in member_log
+def trust_failures(member_log: str) -> bool:
+    """A peer's certificate refused (a handshake cut short by a member stopping is not)."""
+    return any(s in member_log for s in ("certificate verify failed", "hostnameVerification",
+                                         "unable to find valid certification path",
+                                         "Failed to verify"))
 
 
 @pytest.fixture
@@ -48,10 +51,11 @@ def ensembles() -> Iterator[list[Ensemble]]:
 def test_zkpy_ensemble_over_quorum_tls(pki: Pki, ensembles: list[Ensemble]) -> None:
     """Three zkpy members, PEM stores from zoo.cfg for two and PKCS12 from -D for all:
     they elect, sync and replicate over TLS; a member restarted rejoins over TLS."""
-    ens = Ensemble(["zkpy"] * 3, extra=quorum_tls(pki, "pem"))
+    ens = Ensemble(["zkpy"] * 3, extra={"sslQuorum": "true"})
     ensembles.append(ens)
-    ens[3].extra = {"sslQuorum": "true"}  # its stores come from SERVER_JVMFLAGS
-    ens.jvm_flags = [f"-D{k}={v}" for k, v in quorum_tls(pki, "p12").items() if k != "sslQuorum"]
+    ens[1].extra = ens[2].extra = quorum_tls(pki, "pem")  # zoo.cfg wins over -D
+    # member 3's stores come from SERVER_JVMFLAGS only
+    ens.jvm_flags = [f"-Dzookeeper.{k}={v}" for k, v in quorum_tls(pki, "p12").items() if k != "sslQuorum"]
     ens.start(timeout=60)
     writes_through_every_server(ens, "/qtls")
     follower = ens.followers()[0]
@@ -64,7 +68,7 @@ def test_zkpy_ensemble_over_quorum_tls(pki: Pki, ensembles: list[Ensemble]) -> N
     rejoined.sync("/qtls-after")
     assert rejoined.get("/qtls-after")[0] == b"x"
     for m in ens.members.values():
-        assert "TLS handshake with" not in m.log_text(), m
+        assert not trust_failures(m.log_text()), m
 
 
 def test_untrusted_misnamed_and_plain_members_are_refused(pki: Pki, ensembles: list[Ensemble]) -> None:
@@ -78,7 +82,7 @@ def test_untrusted_misnamed_and_plain_members_are_refused(pki: Pki, ensembles: l
     ens.start(sids=[3], wait=False)
     c = ens.client(1, 2)
     c.create("/served", b"1")
-    wait_until(lambda: refused(ens[1].log_since_start() + ens[2].log_since_start()), 20,
+    wait_until(lambda: trust_failures(ens[1].log_since_start() + ens[2].log_since_start()), 20,
                "members 1 and 2 to refuse the untrusted member")
     assert ens[3].mode() not in ("leader", "follower")
     ens[3].stop()
@@ -159,7 +163,7 @@ def test_mixed_ensemble_with_zookeeper_over_quorum_tls(pki: Pki, ensembles: list
     assert sorted(mixed_leaders_both_ways(ens, "/mixed-tls")) == ["reference", "zkpy"]
     for m in ens.members.values():
         log = m.log_text()
-        assert "TLS handshake with" not in log and "SSLHandshakeException" not in log, m
+        assert not trust_failures(log), m
         if m.kind == "reference":
             assert "SSL handshake complete" in log
 

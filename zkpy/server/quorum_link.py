@@ -62,7 +62,8 @@ class _Gate(asyncio.Protocol):
     def __init__(self, on_made: Callable[[_Gate], None] | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
-        self.lost = False
+        self.lost = False  # the peer sent EOF or the connection is gone: nothing more comes
+        self.closed = False  # connection_lost has been called (on us, not yet on the protocol)
         self._waiter: asyncio.Future[None] | None = None
         self._on_made = on_made
         self.task: asyncio.Task[None] | None = None
@@ -84,7 +85,7 @@ class _Gate(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
+        self.lost = self.closed = True
         self._wake()
 
     def _wake(self) -> None:
@@ -122,8 +123,8 @@ class _Gate(asyncio.Protocol):
         if self.buf:
             data, self.buf = bytes(self.buf), bytearray()
             cast(asyncio.Protocol, protocol).data_received(data)
-        if self.lost:  # the peer said its piece and left (an election loser): let it be read
-            protocol.connection_lost(None)
+        if self.closed:  # the peer said its piece and left (an election loser): let it be read
+            protocol.connection_lost(None)  # (after a mere EOF the transport tells it itself)
 
 
 class QuorumLink:
