@@ -11,20 +11,22 @@ checked; reads on the leader are.  Each case runs against a 3-server zkpy ensemb
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conformance import rawconn
-from tests.ensemble import Ensemble, Member, module_ensemble
+from tests.ensemble import Ensemble, Member, module_ensemble, wait_until
 
 SYNC, EPHEMERAL, NONODE = 9, 1, -101
 
 
 @pytest.fixture(scope="module", params=["zkpy", "reference"])
 def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
-    yield from module_ensemble([request.param] * 3, tick_time=500)
+    yield from module_ensemble([request.param] * 3, tick_time=500,
+                               jvm_flags=["-Dzookeeper.audit.enable=true"])
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +75,17 @@ def test_write_on_a_connection_whose_session_moved_is_refused(
     stale.send_raw(frames)
     left = stale.wait_closed(10)
     assert left == b"", f"{old}: the stale connection got an answer before it closed: {left!r}"
+    # the refusal is audited where the stale connection was, as a failure; so is the second
+    # write (once the connection is closed: Java then has no address for it) except on a
+    # zkpy leader, which closes at the first refused request and reads no further
+    session = f"session=0x{stale.session_id:x}\tuser=127.0.0.1\t"
+    refused = [re.compile(re.escape(session) + r"ip=(127\.0\.0\.1)?\t" + re.escape(rest))
+               for rest in (f"operation=setData\tznode={data}\tresult=failure",
+                            f"operation=create\tznode={eph}\tznode_type=ephemeral\tresult=failure")]
+    expected = refused[:1] if ens[old.sid].kind == "zkpy" and old_role == "leader" else refused
+    wait_until(lambda: all(p.search(old.log_text()) for p in expected), 10,
+               f"{old} to audit the refused writes")
+    assert not any(p.search(m.log_text()) for p in refused for m in ens.members.values() if m is not old)
 
     # The session itself lives on, at its new server, and owns nothing it did not create.
     assert fresh.call(SYNC, rawconn.ustring(base)).err == 0

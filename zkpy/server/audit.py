@@ -12,8 +12,10 @@ Audited: serverStart and serverStop; create, create2 and createContainer (not cr
 as in 3.8), delete, setData, setAcl (with the ACL as ZKUtil.aclToString writes it),
 reconfig, and multi (one line per create/delete/setData when it succeeds, one
 multiOperation failure line when it fails), each logged by the server that holds the
-client's connection, failures included.  The ephemeral nodes a closeSession deletes
-(the client's close or an expiry) get one
+client's connection, failures included (a write refused because its session moved, a
+write carried out after its client left: then, as in Java, with an empty ip; an
+undecodable write other than a multi is not logged, Java cannot read it back).  The
+ephemeral nodes a closeSession deletes (the client's close or an expiry) get one
 `ephemeralZNodeDeletionOnSessionCloseOrExpire` line each, as the server's user with no
 ip, from every member that applies the txn, as Java's DataTree does; unlike Java, not
 again when a server replays its txn log at start-up (the deletion happened once).
@@ -85,8 +87,9 @@ def _session_hex(session_id: int) -> str:
 
 
 def _client(conn: ClientConnection) -> dict[str, str | None]:
+    # a closed connection has no remote address in Java: ServerCnxn.getHostAddress is ""
     return {"session": _session_hex(conn.session_id), "user": users(conn.auth_ids),
-            "ip": conn.peer_ip}
+            "ip": "" if conn.closed else conn.peer_ip}
 
 
 class AuditLog:
@@ -148,6 +151,8 @@ class AuditLog:
         base = _client(conn)
         result = "failure" if res.err else "success"
         path = getattr(req, "path", None)
+        if path is None and op != OpCode.MULTI and op != OpCode.RECONFIG:
+            return  # an undecodable request: Java cannot read it back to log it either
         if op in _CREATES:
             mode = _CREATE_MODES.get(getattr(req, "flags", -1))
             if mode is None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from zkpy.datatree.acl import check_acl, require, world_readable
-from zkpy.datatree.tree import DataTree, Event
+from zkpy.datatree.tree import ApplyResult, DataTree, Event
 from zkpy.jute.codec import INT, JuteError, Reader
 from zkpy.jute.constants import (
     Err,
@@ -232,7 +232,10 @@ class ZooKeeperServer:
             elif session.owner != self.server_id:
                 if session.owner is not None:
                     # The session moved to a learner: as the reference, a connection that
-                    # no longer owns its session is closed without an answer.
+                    # no longer owns its session is closed without an answer (a write is
+                    # audited as refused, as Java's error txn is).
+                    if self.audit is not None and op in WRITE_OPS:
+                        self.audit.write(conn, op, req, ApplyResult(Err.SESSIONMOVED))
                     conn.close()
                     return
                 session.owner = self.server_id
@@ -295,7 +298,12 @@ class ZooKeeperServer:
         """conn is gone: its queued reads and syncs are no longer outstanding (its
         writes still are, until they commit)."""
         self.waiting -= sum(1 for item in conn.pending if item[0] != WAIT_WRITE)
-        conn.pending.clear()
+        if self.audit is None:
+            conn.pending.clear()
+        else:  # each write is audited when it is applied (`_audit_unanswered`)
+            writes = [item for item in conn.pending if item[0] == WAIT_WRITE]
+            conn.pending.clear()
+            conn.pending.extend(writes)
         self._maybe_unthrottle()
 
     def _maybe_unthrottle(self) -> None:
@@ -625,10 +633,16 @@ class ZooKeeperServer:
                     self._drop_session(sid)
                 return
         if conn.closed:
+            if self.audit is not None:  # a write that committed after its client left
+                self._audit_unanswered(conn, res)
+                if hdr.type == OpCode.CLOSE_SESSION:  # found through its kept write
+                    self.local_sessions.pop(sid, None)
             return
         if res.err == Err.SESSIONMOVED:
             # The leader found the session owned by another server (the client resumed it
             # there): close without an answer, as the reference's FinalRequestProcessor.
+            if self.audit is not None:
+                self._audit_unanswered(conn, res)
             conn.close()
             return
         item = conn.pending.popleft()
@@ -654,6 +668,17 @@ class ZooKeeperServer:
         pending = conn.pending
         if pending and pending[0][0] != WAIT_WRITE:  # reads queued behind this write
             self._drain(conn)
+
+    def _audit_unanswered(self, conn: ClientConnection, res: ApplyResult) -> None:
+        """Audit the oldest write of conn that no client will see answered: Java's
+        FinalRequestProcessor logs those too (`forget_pending` keeps a closed
+        connection's writes for this)."""
+        assert self.audit is not None
+        for i, item in enumerate(conn.pending):
+            if item[0] == WAIT_WRITE:
+                del conn.pending[i]
+                self.audit.write(conn, item[2], item[3], res)
+                return
 
     def _drop_session(self, sid: int) -> None:
         conn = self.local_sessions.pop(sid, None)
