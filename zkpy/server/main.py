@@ -178,7 +178,9 @@ async def _run_quorum(cfg: Config) -> str | None:
 
     if cfg.init_limit is None or cfg.sync_limit is None:
         raise RuntimeError("an ensemble needs initLimit and syncLimit in the config")
-    runtime = ServerRuntime(cfg, QuorumPeer(cfg))
+    peer = QuorumPeer(cfg)
+    runtime = ServerRuntime(cfg, peer)
+    peer.rebind_clients = runtime.rebind  # a reconfig may move this member's client port
     await runtime.run_until_stopped()
     return runtime.failure
 

@@ -134,6 +134,20 @@ class ServerRuntime:
         if cfg.purge_interval_hours > 0:
             self._every(cfg.purge_interval_hours * 3600.0, self._purge)
 
+    async def rebind(self, address: tuple[str, int]) -> None:
+        """Serve clients at `address` from now on: a reconfig changed this member's client
+        address (NIOServerCnxnFactory.reconfigure); connections already open stay."""
+        old = self.listener
+        if old is None:
+            log.warning("client address changed to %s:%d, but there is no plain client "
+                        "listener to move; restart the server to use it", *address)
+            return
+        role = self.role
+        self.listener = await asyncio.get_running_loop().create_server(
+            lambda: ClientConnection(role.core), address[0], address[1], reuse_address=True, backlog=1024)
+        old.close()
+        log.info("serving clients on %s:%d (moved by a reconfig)", address[0], self.port)
+
     async def _open_tls(self, address: tuple[str, int], unified: bool) -> None:
         cfg = self.config
         assert cfg.tls is not None  # config.py parses the settings with either listener

@@ -15,7 +15,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -165,6 +165,9 @@ class QuorumPeer:
         self.txn_log: TxnLog | None = None
         self.database: Database | None = None
         self.disk = FileDisk(self)
+        # set by the runtime: move the client listener (a reconfig changed our client port)
+        self.rebind_clients: Callable[[tuple[str, int]], Coroutine[Any, Any, None]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.link = QuorumLink.from_config(config)  # TLS and SASL on both quorum ports
 
     @property
@@ -460,7 +463,14 @@ class QuorumPeer:
                     self.transport.peers[sid] = (spec.host, spec.election_port)
         me = config.members.get(self.my_id)
         if me is not None:
-            self.me = me
+            old, self.me = self.me, me
+            moved = me.client_port is not None and (me.client_host, me.client_port) != (
+                old.client_host, old.client_port)
+            if moved and self.rebind_clients is not None and me.client_port is not None:
+                address = (me.client_host or "0.0.0.0", me.client_port)
+                task = asyncio.get_running_loop().create_task(self.rebind_clients(address))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         if self.config.source is not None and self.config.reconfig_enabled:
             erase_client = me is not None and me.client_port is not None
             try:
