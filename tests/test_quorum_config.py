@@ -96,12 +96,18 @@ def test_write_dynamic_config_files(tmp_path: Path) -> None:
     "some thing",  # kazoo's bad input: no '='
     "server.5=127.0.0.1:1:2",  # no client port
     "server.5=127.0.0.1:1:2:witness;3",  # unknown role
-    "server.5=127.0.0.1:40099:9;3",  # quorum address of server.1
+    "server.5=10.0.0.1:7:8;3,server.6=10.0.0.1:8:9;4",  # 6 reuses 5's election address
     "server.x=127.0.0.1:7:8;9",  # (NotANumber: MARSHALLINGERROR for the client)
 ])
 def test_bad_joiners_are_refused(joining: str) -> None:
     with pytest.raises(QuorumConfigError):
         initial().incremental(joining, None)
+
+
+def test_loopback_and_wildcard_addresses_may_repeat() -> None:
+    """As QuorumServer.checkAddressDuplicate, which leaves them out."""
+    assert 5 in initial().incremental("server.5=127.0.0.1:40099:9;3", None)
+    assert 5 in initial().incremental("server.5=0.0.0.0:1:2;3,server.6=0.0.0.0:1:2;3", None)
 
 
 def test_server_line_forms() -> None:

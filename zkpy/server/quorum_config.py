@@ -19,6 +19,7 @@ A member line is `host:quorumPort:electionPort[:participant|:observer][;[clientH
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -168,7 +169,6 @@ class QuorumConfig:
                 raise QuorumConfigError(f"unrecognised parameter: {key}")
             sid = int(m.group(1))
             members[sid] = parse_server(sid, value)
-        check_distinct(members)
         return cls(members, found if version is None else version)
 
     @classmethod
@@ -201,7 +201,7 @@ class QuorumConfig:
                 raise QuorumConfigError("Wrong format of server string - each server should have "
                                         "3 ports specified")
             members.pop(sid, None)
-            check_distinct({**members, sid: spec})
+            check_joiner(spec, members)
             members[sid] = spec
         return members
 
@@ -213,15 +213,30 @@ def _split(text: str | None) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def check_distinct(members: Mapping[int, ServerSpec]) -> None:
-    """QuorumServer.checkAddressDuplicate: no two members share a quorum or election address."""
-    seen: dict[tuple[str, int], int] = {}
+def _special(host: str) -> bool:
+    """Loopback or wildcard: exempt from the duplicate check (excludedSpecialAddresses)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _addresses(m: ServerSpec) -> set[tuple[str, int]]:
+    addrs = {(m.host, m.quorum_port), (m.host, m.election_port)}
+    if m.client_port is not None:
+        addrs.add((m.client_host or "0.0.0.0", m.client_port))
+    return {a for a in addrs if not _special(a[0])}
+
+
+def check_joiner(joiner: ServerSpec, members: Mapping[int, ServerSpec]) -> None:
+    """QuorumServer.checkAddressDuplicate: a joiner shares no quorum, election or client
+    address with another member (loopback and wildcard addresses exempt)."""
+    mine = _addresses(joiner)
     for sid, m in members.items():
-        for addr in ((m.host, m.quorum_port), (m.host, m.election_port)):
-            other = seen.setdefault(addr, sid)
-            if other != sid:
-                raise QuorumConfigError(f"server.{sid} and server.{other} share the address "
-                                        f"{addr[0]}:{addr[1]}")
+        if sid != joiner.sid and (mine & _addresses(m)):
+            host, port = sorted(mine & _addresses(m))[0]
+            raise QuorumConfigError(f"{host}:{port} of server.{joiner.sid} conflicts with server.{sid}")
 
 
 def with_role(spec: ServerSpec, observer: bool) -> ServerSpec:
