@@ -189,13 +189,14 @@ class QuorumLink:
             raise
         assert gate.transport is not None
         try:
-            if ctx is not None:
-                await self._check_host(gate.transport, host)
-            if first:
-                gate.write(first)
-            if self.sasl is not None and self.sasl.learner_require:
-                await self._learner_auth(gate)
-        except QuorumAuthError as e:
+            async with asyncio.timeout(self.timeout):
+                if ctx is not None:
+                    await self._check_host(gate.transport, host)
+                if first:
+                    gate.write(first)
+                if self.sasl is not None and self.sasl.learner_require:
+                    await self._learner_auth(gate)
+        except (QuorumAuthError, TimeoutError) as e:
             log.warning("quorum connection to %s:%s refused: %s", host, port, e)
             gate.transport.close()
             raise
@@ -244,7 +245,7 @@ class QuorumLink:
         if self.tls is None:
             return QuorumListener(await loop.create_server(gate, host, port, reuse_address=True), pending)
         tls = self.tls
-        listener = TlsListener(gate, lambda: tls.context, self.unified, self.timeout)
+        listener = TlsListener(gate, lambda: tls.context, self.unified, self.timeout, quorum=True)
         await listener.open(host, port, backlog=128)
         return QuorumListener(listener, pending)
 

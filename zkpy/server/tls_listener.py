@@ -53,8 +53,10 @@ class TlsListener:
 
     def __init__(self, protocol_factory: Callable[[], asyncio.Protocol],
                  context: Callable[[], ssl.SSLContext], unified: bool, timeout: float,
-                 handshake_limit: int = 0) -> None:
+                 handshake_limit: int = 0, quorum: bool = False) -> None:
         self._factory = protocol_factory
+        # a quorum port: a refused peer is a warning, and the client metrics are not counted
+        self._quorum = quorum
         self._context = context
         self.unified = unified
         self._timeout = timeout  # for the first bytes and for the TLS handshake
@@ -177,8 +179,10 @@ class TlsListener:
         except (TimeoutError, OSError) as e:  # ssl.SSLError and ConnectionError are OSErrors
             # a failed handshake (plain text on a TLS port, an untrusted or missing client
             # certificate, a timeout) ends this connection only
-            METRICS.inc("unsuccessful_handshake")
-            log.info("TLS handshake with %s:%s failed: %s", peer[0], peer[1], e)
+            if not self._quorum:
+                METRICS.inc("unsuccessful_handshake")
+            log.log(logging.WARNING if self._quorum else logging.INFO,
+                    "TLS handshake with %s:%s failed: %s", peer[0], peer[1], e)
             conn.close()
         finally:
             if tls:
