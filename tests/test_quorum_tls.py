@@ -106,18 +106,27 @@ def test_untrusted_misnamed_and_plain_members_are_refused(pki: Pki, ensembles: l
     c.set("/served", b"2")
 
 
-def test_rolling_upgrade_with_port_unification(pki: Pki, ensembles: list[Ensemble]) -> None:
+@pytest.mark.parametrize("kinds", [["zkpy"] * 3, ["reference", "zkpy", "reference"]],
+                         ids=["zkpy", "mixed"])
+def test_rolling_upgrade_with_port_unification(pki: Pki, ensembles: list[Ensemble],
+                                               kinds: list[str]) -> None:
     """ZooKeeper's documented rolling upgrade to quorum TLS: every member restarted with
     portUnification=true (accepting both), then with sslQuorum=true (dialing TLS), then
-    without portUnification; the ensemble serves throughout."""
-    ens = Ensemble(["zkpy"] * 3)
+    without portUnification; the ensemble serves throughout (zkpy alone, and with two
+    Apache ZooKeeper members, PKCS12 stores)."""
+    store = "pem"
+    if "reference" in kinds:
+        require_tool(NETTY_AVAILABLE, "Netty (ZooKeeper's quorum TLS listener detects TLS with it)")
+        store = "p12"
+    ens = Ensemble(kinds)
     ensembles.append(ens)
-    ens.start(timeout=60)
+    ens.extra_jars = NETTY_JARS if store == "p12" else []
+    ens.start(timeout=90)
     c = ens.client()
     steps: list[dict[str, str]] = [
-        {**quorum_tls(pki, "pem"), "sslQuorum": "false", "portUnification": "true"},
-        {**quorum_tls(pki, "pem"), "portUnification": "true"},
-        quorum_tls(pki, "pem"),
+        {**quorum_tls(pki, store), "sslQuorum": "false", "portUnification": "true"},
+        {**quorum_tls(pki, store), "portUnification": "true"},
+        quorum_tls(pki, store),
     ]
     n = 0
     for step in steps:
@@ -125,7 +134,7 @@ def test_rolling_upgrade_with_port_unification(pki: Pki, ensembles: list[Ensembl
             m.stop()
             m.extra = step
             m.start()
-            ens.wait_ready(timeout=60)
+            ens.wait_ready(timeout=90)
             n += 1
             c.create(f"/rolling-{n}", b"")
     assert len([x for x in c.get_children("/") if x.startswith("rolling-")]) == 9
