@@ -179,7 +179,7 @@ class TlsListener:
         except (TimeoutError, OSError) as e:  # ssl.SSLError and ConnectionError are OSErrors
             # a failed handshake (plain text on a TLS port, an untrusted or missing client
             # certificate, a timeout) ends this connection only
-            if not self._quorum:
+            if tls and not self._quorum:
                 METRICS.inc("unsuccessful_handshake")
             log.log(logging.WARNING if self._quorum else logging.INFO,
                     "TLS handshake with %s:%s failed: %s", peer[0], peer[1], e)
