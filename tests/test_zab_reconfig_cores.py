@@ -187,3 +187,23 @@ def test_a_looking_joiner_adopts_the_newer_config_of_a_notification() -> None:
                               reconfig=True)
     fle2.look(0, 0, 0)
     assert not any(isinstance(a, NewConfig) for a in fle2.receive(0, 1, leading))
+
+
+def test_a_new_leader_completes_a_reconfig_it_found_in_its_log() -> None:
+    """The reconfig to 1,2,4 was logged, not committed (the last leader died): the next
+    leader sends it with NEWLEADER, needs a quorum of both configs, then activates it."""
+    old, pending = config(1, 2, 3, version=E1), config(1, 2, 4, version=E1 | 5)
+    leader = Leader(1, old.voters, 1, 1, E1 | 5, [], 0, TICK, 10, 5, quorum=old,
+                    next_quorum=pending, reconfig=True)
+    for h, sid in ((11, 2), (13, 4)):
+        leader.learner_connected(h, 0)
+        leader.receive(h, QuorumPacket(PacketType.FOLLOWERINFO, E1, learner_info(sid)), 0)
+    out: list[A.Action] = []
+    for h in (11, 13):
+        out += leader.receive(h, QuorumPacket(PacketType.ACKEPOCH, E1 | 5, (1).to_bytes(4, "big")), 0)
+    newleader = {a.packet.data for a in out
+                 if isinstance(a, A.Send) and a.packet.type == PacketType.NEWLEADER}
+    assert newleader == {pending.text().encode()}
+    assert leader.receive(13, QuorumPacket(PacketType.ACK, 2 << 32), 0) == []  # {1,4}: not of {1,2,3}
+    out = leader.receive(11, QuorumPacket(PacketType.ACK, 2 << 32), 0)
+    assert A.Activate(pending) in out and leader.established and leader.voters == {1, 2, 4}

@@ -246,11 +246,11 @@ class QuorumPeer:
         what the last role left in memory plus the txns it logged and did not apply."""
         if kept is not None:
             tree = load_tree(self.disk, kept)
+            self._note_last_seen(tree)  # (FileDisk.recover does it for a recovered tree)
         else:
             with no_gc():  # as open_database: no collection walks the new tree before it is frozen
                 tree = load_tree(self.disk, None)
                 gc.freeze()
-        self._note_last_seen(tree)
         return tree, tree.last_processed_zxid
 
     def _note_last_seen(self, tree: DataTree) -> None:
@@ -258,8 +258,9 @@ class QuorumPeer:
         the config this member last saw: a leader completes it before serving."""
         node = tree.get("/zookeeper/config")
         seen = QuorumConfig.from_bytes(node.data or b"") if node is not None else None
-        if seen is not None and seen.version > self.quorum.version and self.config.reconfig_enabled:
-            self.last_seen = seen
+        # recomputed from the data every time: a reconfig a TRUNC cut off is forgotten
+        newer = seen is not None and seen.version > self.quorum.version and self.config.reconfig_enabled
+        self.last_seen = seen if newer else None
         self.init_config_node(tree)
 
     async def close(self) -> None:
