@@ -176,6 +176,7 @@ def test_bad_arguments(ens: Ensemble) -> None:
         ("server.4=127.0.0.1:1234", None, None),  # one port
         (f"server.4=127.0.0.1:{q}:{e}:participant", None, None),  # a joiner needs its client port
         (f"server.4=127.0.0.1:{q}:{e}:voter;1", None, None),  # roles: participant, observer
+        (f"server.4=127.0.0.1:{q}:{e};\u00b2", None, None),  # a digit-like character, not a port
         (None, "1,2,3", None),  # no voter left
         (None, "2,3", None),  # one voter left: refused while standaloneEnabled (the default)
         (None, None, joiner_spec(ens[1])),  # the same, non-incremental

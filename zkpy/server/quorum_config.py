@@ -63,7 +63,8 @@ _ADDR = re.compile(r"^(\[[^\]]+\]|[^:]+):(\d+):(\d+)(?::([^:]*))?$")
 
 
 def _port(text: str, what: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    # isdecimal, not isdigit: int() refuses digit-like characters such as '²'
+    if not text.isdecimal() or int(text) > 65535:
         raise QuorumConfigError(f"{what}: '{text}' is not a TCP port")
     return int(text)
 
