@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from zkpy.persistence.files import VERSION_DIR, valid_snapshots
 from zkpy.server import fourletter
 from zkpy.server.http import Response
 from zkpy.server.monitor import monitor_rows, version_line
+from zkpy.server.quorum_config import ServerSpec
 
 if TYPE_CHECKING:
     from zkpy.server.core import ZooKeeperServer
@@ -162,13 +163,18 @@ def last_snapshot(ctx: Context, kw: dict[str, str]) -> Result:
     return {"zxid": _hex(zxid), "timestamp": ts}
 
 
+def _members(ctx: Context) -> Mapping[int, ServerSpec]:
+    """The membership now: the peer's committed config (reconfig changes it), else zoo.cfg's."""
+    return ctx.peer.quorum.members if ctx.peer is not None else ctx.config.servers
+
+
 def leader(ctx: Context, kw: dict[str, str]) -> Result:
     peer = ctx.peer
     zab = ctx.server.zab
     if peer is None or zab is None:
         return {"error": "server is not initialized"}
     leader_id = peer.fle.current_vote.leader
-    spec = ctx.config.servers.get(leader_id)
+    spec = _members(ctx).get(leader_id)
     return {"is_leader": zab.role == "leader", "leader_id": leader_id,
             "leader_ip": spec.host if spec is not None else ""}
 
@@ -286,7 +292,7 @@ def voting_view(ctx: Context, kw: dict[str, str]) -> Result:
     if ctx.peer is None:
         return {"current_config": {}}
     view: Result = {}
-    for sid, s in sorted(ctx.config.servers.items()):
+    for sid, s in sorted(_members(ctx).items()):
         if s.observer:
             continue
         client = f"{s.client_host or '0.0.0.0'}:{s.client_port}" if s.client_port else ""
@@ -336,7 +342,7 @@ def zabstate(ctx: Context, kw: dict[str, str]) -> Result:
     server = ctx.server
     if peer is None:
         return {"voting": False, "zabstate": ""}
-    me = ctx.config.servers[peer.my_id]
+    me = peer.me
     zxid = server.tree.last_processed_zxid
     zab = server.zab
     state = "broadcast" if zab is not None and server.serving else "election"

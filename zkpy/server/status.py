@@ -128,12 +128,14 @@ class StatusPages:
     def members(self) -> list[dict[str, Any]]:
         cfg = self.runtime.config
         me = getattr(self.runtime.role, "my_id", None)
-        if me is None or not cfg.servers:
+        quorum = getattr(self.runtime.role, "quorum", None)  # the members now (reconfig)
+        servers = quorum.members if quorum is not None else cfg.servers
+        if me is None or not servers:
             return [{"sid": 0, "host": cfg.admin_address, "admin_port": cfg.admin_port,
                      "observer": False, "self": True}]
         return [{"sid": sid, "host": s.host, "admin_port": cfg.admin_peer_ports.get(sid, cfg.admin_port),
                  "observer": s.observer, "self": sid == me}
-                for sid, s in sorted(cfg.servers.items())]
+                for sid, s in sorted(servers.items())]
 
     def status(self) -> dict[str, Any]:
         server = self.runtime.role.core
