@@ -15,6 +15,7 @@ from typing import NamedTuple
 from zkpy.jute.codec import JuteError, Reader, Writer
 
 _HDR = struct.Struct(">iqi")  # type, zxid, data length
+_COUNT = struct.Struct(">i")  # authinfo: entries, -1 for null
 _NO_AUTH = b"\xff\xff\xff\xff"  # authinfo: null
 _EMPTY_AUTH = bytes(4)  # authinfo: an empty vector
 MAX_PACKET_DATA = 64 * 1024 * 1024
@@ -134,11 +135,39 @@ class PacketReader:
     def drain(self) -> list[QuorumPacket]:
         """Every complete packet buffered, up to and including a SNAP (whose raw stream
         follows and is not a packet)."""
-        out = []
+        out = self._drain_bare()
+        if out and out[-1].type == _SNAP:
+            return out
         while (pkt := self.next()) is not None:
             out.append(pkt)
             if pkt.type == _SNAP:
                 break
+        return out
+
+    def _drain_bare(self) -> list[QuorumPacket]:
+        """The leading run of complete packets without authinfo entries (every broadcast
+        packet), read by position and cut from the buffer at once; `next` reads the rest
+        (and raises for what it refuses)."""
+        out: list[QuorumPacket] = []
+        buf = self.buf
+        end = len(buf)
+        pos = 0
+        with memoryview(buf) as mv:  # released before the packets read are cut off
+            while end - pos >= 20:
+                type_, zxid, n = _HDR.unpack_from(buf, pos)
+                d = pos + 16 + (n if n > 0 else 0)
+                if not -1 <= n <= MAX_PACKET_DATA or d + 4 > end:
+                    break
+                count = _COUNT.unpack_from(buf, d)[0]
+                if count != -1 and count != 0:
+                    break
+                out.append(_tuple(QuorumPacket, (type_, zxid, None if n == -1 else bytes(mv[pos + 16 : d]),
+                                                 None if count == -1 else ())))
+                pos = d + 4
+                if type_ == _SNAP:
+                    break
+        if pos:
+            del buf[:pos]
         return out
 
     def take_raw(self, n: int) -> bytes | None:
