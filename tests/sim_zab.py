@@ -47,6 +47,13 @@ Invariants, checked as they happen (a failure names the seed and prints a short 
 * a revalidation is answered valid only for a session some leader created;
 * after healing and restarting: a leader establishes and every live member serves with it
   within LIVENESS_MS, new writes commit, and every live member applies exactly G.
+* with reconfigEnabled (scenario `reconfig`: every member keeps its committed config on
+  disk and elects and leads by it, as peer.py; two spare servers may join): at most one
+  config per version; a leader activates a config only once a quorum of the config it
+  ran with and a quorum of the new one acked it (the reconfig txn's ACKs, or those of
+  the NEWLEADER that carried a reconfig nobody committed); every other member activates
+  (on COMMITANDACTIVATE, UPTODATE or from a notification) only a config some leader
+  activated; after healing every live member runs its leader's config.
 
     python tests/sim_zab.py --seeds 5000 [--voters 5] [--observers 1] [--scenario chaos]
     python tests/sim_zab.py --scenario chaos --seed 17 --voters 3 --observers 0 --trace
@@ -61,6 +68,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -70,8 +78,9 @@ from tests.sim_zab_peer import (  # noqa: E402
     SYNC_LIMIT,
     TICK,
     Simulator,
+    member_line,
 )
-from tests.sim_zab_world import LEADING, InvariantViolation, Stats  # noqa: E402
+from tests.sim_zab_world import LEADING, Crashed, InvariantViolation, Stats  # noqa: E402
 
 __all__ = ["SCENARIOS", "SHAPES", "InvariantViolation", "Simulator", "Stats", "run"]
 
@@ -295,18 +304,88 @@ def scenario_write_bursts(sim: Simulator) -> Stats:
     return stabilise(sim, set())
 
 
+def scenario_reconfig(sim: Simulator) -> Stats:
+    """Reconfiguration (reconfigEnabled) under faults: spares join as participants or
+    observers, members leave (the leader too), participants become observers and back,
+    one reconfig at a time through the serving leader, while election messages are lost,
+    connections are slow, members crash (the leader sometimes right after proposing the
+    reconfig) and roles end; then heal and stabilise: every live member ends up serving
+    with the config of the leader, and writes commit under it."""
+    rng = sim.rng
+    for sid in range(1, sum(sim.shape) + 1):  # the initial members; the spares wait
+        sim.call(sim.start, sid)
+    sim.writes = True
+    sim.fle_loss = rng.choice([0.0, 0.05, 0.2])
+    sim.tcp_delay = (1, rng.choice([5, 30, 150]))
+    sim.fsync_delay = (1, rng.choice([2, 20, 100]))
+    sim.crash_mid = rng.choice([0.0, 0.0, 0.03])
+    sim.auto_restart = (0, 3000)
+    for _ in range(sim.rand(2, 6)):
+        sim.run_until(sim.now + LIVENESS_MS, stop=lambda: sim.leader() is not None)
+        sim.run_until(sim.now + sim.rand(0, 1000))
+        L = sim.leader()
+        if L is None:
+            continue
+        cfg = L.disk.config
+        assert cfg is not None
+        voters, observers = sorted(cfg.voters), sorted(cfg.observers)
+        outside = sorted(s for s in sim.nodes if s not in cfg.members)
+        joining = leaving = None
+        r = rng.random()
+        if r < 0.4 and outside:  # a joiner: started first, it syncs as a non-voting follower
+            sid = rng.choice(outside)
+            sim.call(sim.start, sid)
+            sim.run_until(sim.now + sim.rand(0, 2000))
+            joining = member_line(sid, rng.random() < 0.3)
+        elif r < 0.7 and len(voters) > 2:
+            leaving = str(rng.choice(voters + observers))
+        elif r < 0.85 and (observers or len(voters) > 2):
+            sid = rng.choice(voters + observers if len(voters) > 2 else observers)
+            joining = member_line(sid, sid in cfg.voters)  # participant <-> observer
+        elif observers:
+            leaving = str(rng.choice(observers))
+        else:
+            continue
+        try:
+            proposed = sim.client_reconfig(joining, leaving)
+        except Crashed:
+            proposed = True
+        fault = rng.random()
+        if proposed and fault < 0.25:  # the reconfig in flight
+            sim.call(sim.crash, L.sid)
+        elif fault < 0.4:
+            sim.call(sim.crash, rng.choice(sorted(sim.nodes)))
+        elif fault < 0.5:
+            sim.call(sim.partition, {L.sid: 1}, None, rng.random() < 0.5)
+        elif fault < 0.6:
+            sim.call(sim.request_end, L, "leader steps down")
+        sim.run_until(sim.now + sim.rand(300, 3000))
+        sim.call(sim.heal)
+    stats = stabilise(sim, {s for s, n in sim.nodes.items() if not n.alive and n.disk.accepted is None})
+    L = sim.leader()
+    assert L is not None and L.disk.config is not None
+    for n in sim.nodes.values():
+        if n.alive and n.disk.config is not None and n.disk.config.version != L.disk.config.version:
+            sim.fail(f"server {n.sid} runs config {n.disk.config.version:x}, its leader "
+                     f"{L.sid} runs {L.disk.config.version:x}: {sim.describe()}")
+    return stats
+
+
 SCENARIOS: dict[str, Callable[[Simulator], Stats]] = {
     "chaos": scenario_chaos,
     "leader_crash": scenario_leader_crash,
     "isolated_leader": scenario_isolated_leader,
     "role_churn": scenario_role_churn,
     "write_bursts": scenario_write_bursts,
+    "reconfig": scenario_reconfig,
 }
+# Simulator options a scenario needs: reconfig runs two spare servers to join
+OPTIONS: dict[str, dict[str, Any]] = {"reconfig": {"spares": 2, "reconfig": True}}
 SHAPES = [(3, 0), (3, 1), (5, 0), (5, 1)]
 
 
 def run(scenario: str, seed: int, voters: int, observers: int, trace: bool = False) -> Stats:
-    sim = Simulator(seed, voters, observers)
+    sim = Simulator(seed, voters, observers, **OPTIONS.get(scenario, {}))
     if trace:
         sim.full_trace = []
     try:

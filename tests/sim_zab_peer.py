@@ -14,7 +14,9 @@ from typing import Any
 from tests.sim_zab_fakes import Core, DiskView, Link
 from tests.sim_zab_world import (
     FIN,
+    FOLLOWING,
     LEADING,
+    OBSERVING,
     TO_LEADER,
     TO_LEARNER,
     Conn,
@@ -28,14 +30,15 @@ from tests.sim_zab_world import (
     fmt,
     hexz,
 )
-from zkpy.election.fle import Decided, FastLeaderElection, Vote
+from zkpy.election.fle import Decided, FastLeaderElection, NewConfig, Vote
 from zkpy.election.fle import Send as FleSend
 from zkpy.election.messages import Notification
 from zkpy.jute.codec import INT
-from zkpy.jute.constants import OpCode
+from zkpy.jute.constants import KeeperError, OpCode
 from zkpy.jute.txns import SetDataTxn, TxnHeader, encode_txn
+from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab.executors import LeaderExecutor, LearnerExecutor, load_tree
-from zkpy.zab.leader import Leader
+from zkpy.zab.leader import Leader, reconfig_config
 from zkpy.zab.learner import Learner, Stage
 from zkpy.zab.packets import PacketType, QuorumPacket
 
@@ -59,8 +62,20 @@ class Simulator(World):
     client load on serving members.  Faults: `crash`, `start`, `partition`, `heal`.
     """
 
-    def __init__(self, seed: int, n_voters: int = 3, n_observers: int = 0) -> None:
+    def __init__(self, seed: int, n_voters: int = 3, n_observers: int = 0, spares: int = 0,
+                 reconfig: bool = False) -> None:
         super().__init__(seed, n_voters, n_observers)
+        # reconfigEnabled: every member keeps its committed config on disk and runs with
+        # it, as peer.py does; `spares` more servers (never started unless a scenario
+        # starts them) know the initial members and themselves, as a joiner's zoo.cfg
+        self.reconfig = reconfig
+        if reconfig:
+            initial = "\n".join(member_line(sid, sid in self.observers) for sid in sorted(self.nodes))
+            for n in self.nodes.values():
+                n.disk.config = QuorumConfig.parse(initial, 0)
+            for sid in range(len(self.nodes) + 1, len(self.nodes) + spares + 1):
+                self.nodes[sid] = Node(sid, False)
+                self.nodes[sid].disk.config = QuorumConfig.parse(f"{initial}\n{member_line(sid)}", 0)
         for n in self.nodes.values():
             n.view = DiskView(n, self.maybe_crash)
         self.fle_loss = 0.0
@@ -83,6 +98,11 @@ class Simulator(World):
         self.epoch_leader: dict[int, int] = {}  # epoch -> role id of the leader that established it
         self.created_sessions: set[int] = set()
         self.fle_queued: dict[tuple[int, int], bytes] = {}  # (from, to) -> waiting notification
+        # reconfig checks: version -> the one config text any member activated for it;
+        # the versions leaders activated; (leader role id, zxid) -> who ACKed it
+        self.configs: dict[int, str] = {}
+        self.leader_activated: set[int] = set()
+        self.acks: dict[tuple[int, int], set[int]] = {}
         self.fle_last: dict[tuple[int, int], bytes] = {}  # (from, to) -> the last one written
         self.push(0, self.client_tick)
 
@@ -93,7 +113,11 @@ class Simulator(World):
         if n.alive:
             return
         n.alive = True
-        n.fle = FastLeaderElection(sid, self.voters, self.observers)
+        q = n.disk.config
+        if q is not None:
+            n.fle = FastLeaderElection(sid, q.voters, q.observers, config=q.text().encode(), reconfig=True)
+        else:
+            n.fle = FastLeaderElection(sid, self.voters, self.observers)
         n.fle_armed = None
         self.log(f"start {sid}")
         for conn, side in n.silent:  # a rebooted host answers the old connection with RST
@@ -137,6 +161,8 @@ class Simulator(World):
         """peer.run's loop head: load the tree (load_tree), the epochs, start an election round."""
         assert n.fle is not None and n.view is not None
         tree = load_tree(n.view, kept)
+        if n.disk.config is not None:
+            n.last_seen = last_seen(tree, n.disk.config)
         try:
             accepted, current = n.disk.load_epochs(tree.last)
         except StartupRefused as e:
@@ -154,6 +180,9 @@ class Simulator(World):
                 self.fle_send(n.sid, a.to, a.message)
             elif isinstance(a, Decided) and n.kind is None and decided is None:
                 decided = a
+            elif isinstance(a, NewConfig):
+                self.stats.adoptions += 1
+                self.activated(n, a.config, "from a notification")
         if decided is not None:
             self.start_role(n, decided)
         self.arm_fle(n)
@@ -218,22 +247,31 @@ class Simulator(World):
         if d.state == LEADING:
             # peer._lead: the log's txns after the newest snapshot (what recovery replayed)
             history = list(n.disk.iter_log(n.disk.newest_snapshot()))[-self.history_limit:]
-            n.role = Leader(n.sid, self.voters, accepted, current, last, history, self.now, TICK,
-                            INIT_LIMIT, SYNC_LIMIT, b"")
+            q = n.disk.config
+            n.role = Leader(n.sid, q.voters if q else self.voters, accepted, current, last, history,
+                            self.now, TICK, INIT_LIMIT, SYNC_LIMIT, q.text().encode() if q else b"",
+                            quorum=q, next_quorum=n.last_seen, reconfig=q is not None)
             n.executor = LeaderExecutor(n.role, n.view, lambda epoch: self.established(n, epoch, n.sid),
-                                        lambda reason: self.request_end(n, reason), n.sid)
+                                        lambda reason: self.request_end(n, reason), n.sid,
+                                        lambda config: self.activated(n, config, "leading"))
             n.handles, n.next_handle = {}, 0
             n.executor.links = n.handles
             n.executor.pipeline = n.core
             n.core.zab = n.executor
             self.push(self.now + TICK // 2, self.role_tick, n.sid, n.role_id)
         else:
-            n.role = Learner(n.sid, not n.voter, accepted, current, last, self.now, TICK,
-                             INIT_LIMIT, SYNC_LIMIT)
+            q = n.disk.config
+            # peer.py: an observer by the committed config; a server outside it follows
+            observer = n.sid in q.observers if q is not None else not n.voter
+            if q is not None:  # peer.py: the role by the config, not by the vote
+                n.kind = OBSERVING if observer else FOLLOWING
+            n.role = Learner(n.sid, observer, accepted, current, last, self.now, TICK, INIT_LIMIT,
+                             SYNC_LIMIT, leader_id=d.vote.leader, quorum=q, reconfig=q is not None)
             leader_sid = d.vote.leader
-            n.executor = LearnerExecutor(n.role, "follower" if n.voter else "observer", n.view,
+            n.executor = LearnerExecutor(n.role, "observer" if observer else "follower", n.view,
                                          lambda epoch: self.established(n, epoch, leader_sid),
-                                         lambda reason: self.request_end(n, reason))
+                                         lambda reason: self.request_end(n, reason),
+                                         lambda config: self.activated(n, config, "learning"))
             n.executor.pipeline = n.core
             n.core.zab = n.executor
             n.leader_sid, n.conn, n.connect_tries = d.vote.leader, None, 0
@@ -368,6 +406,74 @@ class Simulator(World):
             self.crash(n.sid)
             raise Crashed
 
+    # -- reconfiguration ----------------------------------------------------------------------
+
+    def activated(self, n: Node, config: QuorumConfig, how: str) -> None:
+        """peer._activate: a config became n's committed one.  Checks: one config per
+        version; a leader activates a config only once a quorum of the config it ran with
+        and a quorum of the new one acked it (the NEWLEADER that carried it, or the
+        reconfig txn); anyone else only a config some leader activated."""
+        old = n.disk.config
+        assert old is not None
+        if config.version <= old.version:
+            return
+        text = config.text()
+        if self.configs.setdefault(config.version, text) != text:
+            self.fail(f"two configs of version {hexz(config.version)}: "
+                      f"{self.configs[config.version]!r} and, at server {n.sid}, {text!r}")
+        if how == "leading":
+            L = n.role
+            assert n.core is not None
+            if n.core.serving:  # a reconfig txn committed: the ACKs of that zxid, ours if durable
+                acked = set(self.acks.get((n.role_id, config.version), ()))
+                if n.core.durable >= config.version:
+                    acked.add(n.sid)
+                self.stats.reconfigs += 1
+            else:  # establishing (Activate comes before Established): the config NEWLEADER carried
+                acked = set(self.acks.get((n.role_id, L.new_epoch << 32), ())) | {n.sid}
+                if not config.same_members(old):
+                    self.stats.configs_by_newleader += 1  # e.g. a reconfig its proposer left uncommitted
+            if not (old.is_quorum(acked) and config.is_quorum(acked)):
+                self.fail(f"leader {n.sid} activated config {hexz(config.version)} acked by "
+                          f"{sorted(acked)}: not a quorum of both {sorted(old.voters)} and "
+                          f"{sorted(config.voters)}")
+            self.leader_activated.add(config.version)
+        elif config.version not in self.leader_activated:
+            self.fail(f"server {n.sid} activated config {hexz(config.version)} ({how}), "
+                      f"which no leader activated")
+        self.stats.activations += 1
+        self.log(f"{n.sid} activates config {hexz(config.version)} ({how}): {', '.join(config.lines())}")
+        n.disk.config = config
+        if n.last_seen is not None and n.last_seen.version <= config.version:
+            n.last_seen = None
+        if n.fle is not None:
+            n.fle.reconfigure(config.voters, config.observers, config.text().encode(), config.version)
+
+    def client_reconfig(self, joining: str | None, leaving: str | None) -> bool:
+        """A client's reconfig at the serving leader (core._prepare_reconfig, _append):
+        the leader core's checks, then a reconfig txn proposed like any write."""
+        L = next((n for n in self.nodes.values() if n.kind == LEADING and n.serving), None)
+        if L is None:
+            return False
+        core = L.core
+        assert core is not None
+        zxid = L.executor.next_zxid()
+        try:
+            text = L.executor.prepare_reconfig(joining, leaving, None, -1, zxid, self.now, True)
+        except KeeperError as e:
+            self.stats.reconfigs_refused += 1
+            self.log(f"reconfig +{joining} -{leaving} refused by {L.sid}: {e.code.name}")
+            return False
+        self.write_seq += 1
+        hdr = TxnHeader(0, self.write_seq, zxid, 0, OpCode.RECONFIG)
+        payload = hdr.encode() + encode_txn(SetDataTxn("/zookeeper/config", text, -1))
+        if self.proposed.setdefault(zxid, payload) != payload:
+            self.fail(f"zxid {hexz(zxid)} proposed twice with different txns (leader {L.sid})")
+        self.stats.proposed += 1
+        self.log(f"reconfig +{joining} -{leaving} proposed by {L.sid} as {hexz(zxid)}")
+        core.append(hdr, payload)
+        return True
+
     # -- quorum connections -------------------------------------------------------------------
 
     def connect_attempt(self, sid: int, role_id: int) -> None:
@@ -427,6 +533,9 @@ class Simulator(World):
                 return
         if dest == TO_LEADER:
             for pkt in pkts:
+                if pkt.type == PacketType.ACK and self.reconfig:
+                    acked = self.acks.setdefault((conn.role_ids[TO_LEADER], pkt.zxid), set())
+                    acked.add(conn.ends[TO_LEARNER])
                 if pkt.type == PacketType.REQUEST and pkt.data and pkt.data[12:16] == SYNC_OP:
                     assert n.core is not None
                     conn.sync_marks.append(len(n.core.tree.applied))
@@ -558,3 +667,18 @@ def syncing(n: Node) -> bool:
     return (n.role is not None and n.kind != LEADING and n.ending is None
             and n.role.stage == Stage.SYNC and n.role.sync_mode is not None
             and not n.role.newleader_acked)
+
+
+def member_line(sid: int, observer: bool = False) -> str:
+    """server.N's line (made-up addresses: the simulator's network is by server id)."""
+    return f"server.{sid}=10.0.0.{sid}:2888:3888:{'observer' if observer else 'participant'};2181"
+
+
+def last_seen(tree: Tree, committed: QuorumConfig) -> QuorumConfig | None:
+    """peer._note_last_seen: the newest reconfig txn in the tree (logged txns replayed),
+    if it is newer than the committed config -- a leader completes it before serving."""
+    for _z, payload in reversed(tree.applied):
+        config = reconfig_config(payload)
+        if config is not None:
+            return config if config.version > committed.version else None
+    return None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from zkpy.election.messages import ServerState
 from zkpy.jute.codec import Reader, Writer
 from zkpy.jute.txns import TXN_HEADER, TxnHeader
+from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab.packets import PacketReader, PacketType, QuorumPacket
 
 if TYPE_CHECKING:
@@ -98,6 +99,9 @@ class Disk:
         self.snapshots: dict[int, tuple[Entry, ...]] = {}  # snapshot.<zxid>, always fsynced
         self.accepted: int | None = None
         self.current: int | None = None
+        # reconfigEnabled: the committed config, zoo.cfg.dynamic.<version> (rewritten at
+        # each activation, kept across crashes)
+        self.config: QuorumConfig | None = None
 
     def sorted_files(self) -> list[LogFile]:
         return sorted(self.files, key=lambda f: f.start)  # files.log_files: by the name's zxid
@@ -272,6 +276,7 @@ class Node:
         self.connect_tries = 0
         self.connect_deadline = 0
         self.checked = 0  # how much of core.tree.applied was verified against G
+        self.last_seen: QuorumConfig | None = None  # a logged reconfig not yet activated (peer.py)
         self.silent: list[tuple[Conn, int]] = []  # connections a machine crash left half open
 
     @property
@@ -292,6 +297,11 @@ class Stats:
     diffs: int = 0
     settle_ms: int = 0
     events: int = 0
+    reconfigs: int = 0  # reconfig txns a leader committed (and activated)
+    reconfigs_refused: int = 0  # reconfig requests the leader's checks refused
+    configs_by_newleader: int = 0  # new members a leader activated as it established (NEWLEADER)
+    activations: int = 0  # configs members activated (leaders, learners, from notifications)
+    adoptions: int = 0  # configs a LOOKING member took from a notification
     kept_trees: int = 0  # role ends whose tree was kept for the next election
     reloaded: int = 0  # role ends whose tree was not kept (mid-SNAP sync): recovered from disk
     mid_sync_ends: int = 0  # learner role ends between DIFF/TRUNC/SNAP and UPTODATE
