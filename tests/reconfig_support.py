@@ -99,9 +99,9 @@ def dynamic_file(m: Member) -> Path:
 
 def files_follow(members: Iterable[Member], cfg: Config) -> None:
     """Every member writes zoo.cfg.dynamic.<version hex> next to zoo.cfg holding the server
-    lines (no version= line, no final newline) and points zoo.cfg's dynamicConfigFile at it;
+    lines sorted as strings (no version= line, no final newline) and points zoo.cfg's dynamicConfigFile at it;
     the files of older versions stay."""
-    want = "\n".join(cfg.lines)
+    want = "\n".join(sorted(cfg.lines))  # sorted as strings: server.10 before server.2
     for m in members:
         path = m.workdir / f"zoo.cfg.dynamic.{cfg.version:x}"
         wait_until(lambda m=m, path=path: dynamic_file(m) == path and path.read_text() == want, 20,

@@ -328,6 +328,27 @@ def test_add_and_remove_a_participant_and_the_files(ens: Ensemble) -> None:
 
 
 @kinds()
+def test_kazoo_style_joiner_and_line_orders(ens: Ensemble) -> None:
+    """kazoo's TestReconfig joiner: server.100 on 0.0.0.0 with a bare client port."""
+    c = su(ens)
+    before = read_config(c)
+    m = ens[4]
+    joining = f"server.100=0.0.0.0:{m.quorum_port}:{m.election_port}:observer;0.0.0.0:{m.client_port}"
+    # a bare client port gets the wildcard host
+    data, stat = c.reconfig(joining.replace(";0.0.0.0:", ";"), None, None)
+    cfg = Config(data, stat)
+    assert joining.encode() in data
+    # /zookeeper/config lists servers in Java HashMap<Long> order (100 after 3) ...
+    expect_config(cfg, [*before.lines, joining])
+    # ... the dynamic file sorts its lines as strings (server.100 before server.2)
+    for sid in VOTERS:
+        path = ens[sid].workdir / f"zoo.cfg.dynamic.{cfg.version:x}"
+        wait_until(path.exists, 20, f"{path.name} on server {sid}")
+        assert path.read_text() == "\n".join(sorted(cfg.lines))
+    c.reconfig(None, "100", None)
+
+
+@kinds()
 def test_participant_to_observer_and_back(ens: Ensemble) -> None:
     leader = ens.leader()
     f = next(ens[s] for s in VOTERS if ens[s] is not leader)
