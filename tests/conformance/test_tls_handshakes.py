@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -60,15 +59,6 @@ def closed_by_server(s: socket.socket, within: float) -> bool:
 def mntr(port: int) -> dict[str, str]:
     lines = four_letter(port, "mntr").splitlines()
     return dict(line.split("\t", 1) for line in lines if "\t" in line)
-
-
-def wait_for(cond: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(cond) and cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.parametrize("kind", KINDS)

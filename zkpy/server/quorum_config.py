@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 
 class QuorumConfigError(ValueError):
@@ -128,9 +128,6 @@ class QuorumConfig:
 
     def with_version(self, version: int) -> QuorumConfig:
         return QuorumConfig(self.members, version)
-
-    def same_members(self, other: QuorumConfig) -> bool:
-        return dict(self.members) == dict(other.members)
 
     # ---- text forms -------------------------------------------------------------------
     def lines(self) -> list[str]:
@@ -238,10 +235,6 @@ def check_joiner(joiner: ServerSpec, members: Mapping[int, ServerSpec]) -> None:
         if sid != joiner.sid and (mine & _addresses(m)):
             host, port = sorted(mine & _addresses(m))[0]
             raise QuorumConfigError(f"{host}:{port} of server.{joiner.sid} conflicts with server.{sid}")
-
-
-def with_role(spec: ServerSpec, observer: bool) -> ServerSpec:
-    return replace(spec, observer=observer)
 
 
 # ---- Java collection orders ------------------------------------------------------------
