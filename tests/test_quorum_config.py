@@ -14,6 +14,7 @@ import pytest
 from zkpy.server.config import ConfigError, load_config
 from zkpy.server.dynamic_config import write_dynamic_config
 from zkpy.server.quorum_config import (
+    NotANumber,
     QuorumConfig,
     QuorumConfigError,
     edit_static_config,
@@ -108,6 +109,15 @@ def test_loopback_and_wildcard_addresses_may_repeat() -> None:
     """As QuorumServer.checkAddressDuplicate, which leaves them out."""
     assert 5 in initial().incremental("server.5=127.0.0.1:40099:9;3", None)
     assert 5 in initial().incremental("server.5=0.0.0.0:1:2;3,server.6=0.0.0.0:1:2;3", None)
+
+
+def test_ids_and_versions_beyond_a_java_long_are_refused() -> None:
+    with pytest.raises(NotANumber):
+        initial().incremental(f"server.{1 << 63}=10.0.0.9:1:2;3", None)
+    with pytest.raises(NotANumber):
+        initial().incremental(None, "x")
+    assert QuorumConfig.from_bytes(b"server.1=h:1:2\nversion=" + b"f" * 17) is None
+    assert QuorumConfig.from_bytes(b"server.1=h:1:2\nversion=7fffffffffffffff") is not None
 
 
 def test_server_line_forms() -> None:

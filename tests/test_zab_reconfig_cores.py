@@ -182,11 +182,14 @@ def test_a_looking_joiner_adopts_the_newer_config_of_a_notification() -> None:
     out = fle.receive(0, 1, leading)  # the same again, now with the adopted config
     assert [a for a in out if isinstance(a, Decided)] == [
         Decided(ServerState.OBSERVING, Vote(1, E1, 1, 1))]
-    # an older or equal config changes nothing
+    # an older or equal config changes nothing, nor does a newer one without voters
     fle2 = FastLeaderElection(3, frozenset({1, 3}), config=config(1, 3, version=E1).text().encode(),
                               reconfig=True)
     fle2.look(0, 0, 0)
     assert not any(isinstance(a, NewConfig) for a in fle2.receive(0, 1, leading))
+    empty = Notification(ServerState.LOOKING, 1, E1, 1, 1, config=b"version=7fffffffffffffff")
+    assert not any(isinstance(a, NewConfig) for a in fle2.receive(0, 1, empty))
+    assert fle2.voters == {1, 3}
 
 
 def test_a_new_leader_completes_a_reconfig_it_found_in_its_log() -> None:

@@ -185,7 +185,8 @@ class FastLeaderElection:
             # WorkerReceiver: a LOOKING peer takes a newer config from any notification
             # and restarts its election with it (a joiner learns the ensemble this way)
             config = QuorumConfig.from_bytes(n.config)
-            if config is not None and config.version > self.config_version:
+            # (one without voters could elect nobody: ignored, never adopted)
+            if config is not None and config.version > self.config_version and config.voters:
                 out.append(NewConfig(config))
                 self.reconfigure(config.voters, config.observers, config.text().encode(), config.version)
                 return out + self.look(now_ms, *self._looked)

@@ -159,13 +159,15 @@ class QuorumConfig:
                     found = int(value.strip(), 16)
                 except ValueError:
                     raise QuorumConfigError(f"version: '{value.strip()}' is not hexadecimal") from None
+                if not 0 <= found < (1 << 63):  # Long.parseLong(s, 16) of a zxid
+                    raise QuorumConfigError(f"version: '{value.strip()}' is out of range")
                 continue
             m = _SERVER_KEY.match(key)
             if m is None and key.startswith("server."):
                 raise NotANumber(f"{key}: the server id is not a number")
             if m is None:
                 raise QuorumConfigError(f"unrecognised parameter: {key}")
-            sid = int(m.group(1))
+            sid = server_id(m.group(1))
             members[sid] = parse_server(sid, value)
         return cls(members, found if version is None else version)
 
@@ -182,18 +184,12 @@ class QuorumConfig:
         replace) the `server.N=...` specs of `joining` (each with a client port)."""
         members = dict(self.members)
         for sid_text in _split(leaving):
-            try:
-                members.pop(int(sid_text), None)
-            except ValueError:
-                raise NotANumber(f"'{sid_text}' is not a server id") from None
+            members.pop(server_id(sid_text), None)
         for joiner in _split(joining):
             parts = [p for p in joiner.split("=") if p]
             if len(parts) != 2:
                 raise QuorumConfigError("Wrong format of server string")
-            try:
-                sid = int(parts[0][parts[0].rfind(".") + 1:].strip())
-            except ValueError:
-                raise NotANumber(f"'{parts[0]}' does not name a server id") from None
+            sid = server_id(parts[0][parts[0].rfind(".") + 1:].strip())
             spec = parse_server(sid, parts[1])
             if spec.client_port is None:
                 raise QuorumConfigError("Wrong format of server string - each server should have "
@@ -202,6 +198,18 @@ class QuorumConfig:
             check_joiner(spec, members)
             members[sid] = spec
         return members
+
+
+def server_id(text: str) -> int:
+    """Long.parseLong of a server id: a number in the range of a Java long, else
+    NotANumber (ValueError)."""
+    try:
+        sid = int(text)
+    except ValueError:
+        raise NotANumber(f"'{text}' is not a server id") from None
+    if not -(1 << 63) <= sid < (1 << 63):
+        raise NotANumber(f"server id {text} is out of range")
+    return sid
 
 
 def _split(text: str | None) -> list[str]:
