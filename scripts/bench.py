@@ -760,6 +760,13 @@ def cmd_compare(a: argparse.Namespace) -> int:
     flagged: list[str] = []
     load_start = os.getloadavg()
     try:
+        if a.warmup > 0:  # not recorded: the JVM compiles its hot paths, both start warm
+            for w in a.workload.split(","):
+                for _label, kind, tls in targets:
+                    if w != "watch":
+                        s = servers[kind]
+                        run_workload(s.hosts, w, a.conns, a.depth, a.warmup, a.procs, None,
+                                     s.tls_hosts if tls else None, tls_client if tls else None)
         for rnd in range(a.rounds):
             for w in a.workload.split(","):
                 for label, kind, tls in (targets if rnd % 2 == 0 else targets[::-1]):
@@ -810,7 +817,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     mode = "3-server ensembles" if a.ensemble else "standalone"
     load_end = os.getloadavg()
     print(f"\n{mode}: conns={a.conns} depth={a.depth} procs={a.procs} duration={a.duration}s "
-          f"rounds={a.rounds} (medians); {NCPU} cores, load average "
+          f"warmup={a.warmup}s rounds={a.rounds} (medians); {NCPU} cores, load average "
           f"{load_start[0]:.2f}/{load_start[1]:.2f} at the start, {load_end[0]:.2f}/{load_end[1]:.2f} "
           f"at the end (1/5 min)")
     print("  srv_us_op: server CPU per op (all members), srv_cores: its busy cores, "
@@ -895,6 +902,8 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--key", help="PEM key of the client certificate")
         else:
             sp.add_argument("--rounds", type=int, default=3)
+            sp.add_argument("--warmup", type=float, default=3.0, metavar="SECONDS",
+                            help="an unrecorded run of each workload on each server first")
             sp.add_argument("--large", action="store_true", help="also large-tree, RSS, stop and restart")
             sp.add_argument("--ensemble", action="store_true",
                             help="3-server pseudo-clusters instead of standalone servers (adds failover)")
