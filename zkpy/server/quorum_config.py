@@ -129,6 +129,11 @@ class QuorumConfig:
     def with_version(self, version: int) -> QuorumConfig:
         return QuorumConfig(self.members, version)
 
+    def same_members(self, other: QuorumConfig) -> bool:
+        """The same members and addresses, whatever the versions (the simulation checks
+        which configs a NEWLEADER activates by it)."""
+        return dict(self.members) == dict(other.members)
+
     # ---- text forms -------------------------------------------------------------------
     def lines(self) -> list[str]:
         return [f"server.{sid}={self.members[sid].render()}" for sid in _java_long_map_order(self.members)]
