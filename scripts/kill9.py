@@ -232,6 +232,16 @@ class Target:
         assert self.ensemble is not None
         return {f"server.{m.sid}.log": m.log_text() for m in self.ensemble.members.values()}
 
+    def save_data(self, out: Path) -> None:
+        """Copy the data directories to `out` (evidence for a post-mortem)."""
+        if self.standalone is not None:
+            dirs = {"data": self.standalone.data_dir}
+        else:
+            assert self.ensemble is not None
+            dirs = {f"data-{m.sid}": m.data_dir for m in self.ensemble.members.values()}
+        for name, d in dirs.items():
+            shutil.copytree(d, out / name, dirs_exist_ok=True)
+
     def converge(self) -> None:
         if self.ensemble is not None:
             wait_converged(self.ensemble, timeout=60)
@@ -300,7 +310,14 @@ def run(a: argparse.Namespace) -> Report:
                 print(f"stopping after {cycle - 1} cycles: --max-seconds reached", flush=True)
                 break
             time.sleep(rng.uniform(a.min_load, a.max_load))
-            what = target.kill_and_restart(rng, rng.uniform(0.0, a.max_down))
+            try:
+                what = target.kill_and_restart(rng, rng.uniform(0.0, a.max_down))
+            except (AssertionError, RuntimeError) as e:  # a victim that does not come back
+                report.cycles = cycle
+                report.failed_checks += 1
+                report.problems.append(f"cycle {cycle}: a server did not come back: {str(e)[:1500]}")
+                print("PROBLEM", report.problems[-1], flush=True)
+                break
             report.kills[what] = report.kills.get(what, 0) + 1
             lost, problems = checked(target.hosts, writers, f"cycle {cycle} ({what} killed)")
             report.cycles = cycle
@@ -348,6 +365,7 @@ def run(a: argparse.Namespace) -> Report:
         if report.problems:
             for name, text in target.logs().items():
                 (out / name).write_text(text)
+            target.save_data(out)
     finally:
         target.close()
         shutil.rmtree(root, ignore_errors=True)
