@@ -22,14 +22,9 @@ SUPER_FLAG = "-Dzookeeper.DigestAuthenticationProvider.superDigest=super:lK75jTN
 SUPER = ("digest", "super:secret")
 
 
-def kinds(zkpy_xfail: str | None = None) -> pytest.MarkDecorator:
-    """Parametrise the module's `ens` fixture over both servers; `zkpy_xfail` marks the
-    zkpy case xfail(strict) with that reason until zkpy implements what it checks."""
-    params: list[Any] = list(KINDS)
-    if zkpy_xfail:
-        params[params.index("zkpy")] = pytest.param(
-            "zkpy", marks=pytest.mark.xfail(strict=True, reason=zkpy_xfail))
-    return pytest.mark.parametrize("ens", params, indirect=True)
+def kinds() -> pytest.MarkDecorator:
+    """Parametrise the module's `ens` fixture over both servers."""
+    return pytest.mark.parametrize("ens", list(KINDS), indirect=True)
 
 
 @dataclass
@@ -85,7 +80,7 @@ def joined_line(m: Member, role: str = "participant") -> str:
 
 def start_timeout(kind: str) -> float:
     """Seconds for an ensemble to serve: the reference's JVMs may take long on a loaded
-    machine; zkpy serves in a second or two (a short bound keeps its xfail cases cheap)."""
+    machine; zkpy serves in a second or two."""
     return 90.0 if kind == "reference" else 20.0
 
 

@@ -8,8 +8,7 @@ puts that back with a non-incremental reconfig); versions only grow, so tests re
 config they start from instead of assuming a version.  syncLimit is 10 ticks (5 s) so
 that paused followers still count as synced while RECONFIGINPROGRESS is provoked.
 
-Each case runs against Apache ZooKeeper 3.8 and zkpy with the same assertions; what zkpy
-does not do yet is xfail(strict) on its zkpy case only.
+Each case runs against Apache ZooKeeper 3.8 and zkpy with the same assertions.
 """
 
 from __future__ import annotations
