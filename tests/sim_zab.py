@@ -307,6 +307,7 @@ def scenario_write_bursts(sim: Simulator) -> Stats:
 def scenario_reconfig(sim: Simulator) -> Stats:
     """Reconfiguration (reconfigEnabled) under faults: spares join as participants or
     observers, members leave (the leader too), participants become observers and back,
+    a spare replaces a voter (a non-incremental member list),
     one reconfig at a time through the serving leader, while election messages are lost,
     connections are slow, members crash (the leader sometimes right after proposing the
     reconfig) and roles end; then heal and stabilise: every live member ends up serving
@@ -330,9 +331,16 @@ def scenario_reconfig(sim: Simulator) -> Stats:
         assert cfg is not None
         voters, observers = sorted(cfg.voters), sorted(cfg.observers)
         outside = sorted(s for s in sim.nodes if s not in cfg.members)
-        joining = leaving = None
+        joining = leaving = members = None
         r = rng.random()
-        if r < 0.4 and outside:  # a joiner: started first, it syncs as a non-voting follower
+        if r < 0.1 and outside:  # non-incremental: a spare replaces a voter (a joiner first)
+            sid = rng.choice(outside)
+            sim.call(sim.start, sid)
+            sim.run_until(sim.now + sim.rand(0, 2000))
+            gone = rng.choice(voters)
+            members = "\n".join(member_line(s, s in cfg.observers) for s in sorted(cfg.members) if s != gone)
+            members += "\n" + member_line(sid)
+        elif r < 0.4 and outside:  # a joiner: started first, it syncs as a non-voting follower
             sid = rng.choice(outside)
             sim.call(sim.start, sid)
             sim.run_until(sim.now + sim.rand(0, 2000))
@@ -347,7 +355,7 @@ def scenario_reconfig(sim: Simulator) -> Stats:
         else:
             continue
         try:
-            proposed = sim.client_reconfig(joining, leaving)
+            proposed = sim.client_reconfig(joining, leaving, members)
         except Crashed:
             proposed = True
         fault = rng.random()
@@ -364,6 +372,8 @@ def scenario_reconfig(sim: Simulator) -> Stats:
     stats = stabilise(sim, {s for s, n in sim.nodes.items() if not n.alive and n.disk.accepted is None})
     L = sim.leader()
     assert L is not None and L.disk.config is not None
+    if L.sid not in L.disk.config.voters:
+        sim.fail(f"server {L.sid} leads, but is no voter of its config {L.disk.config.version:x}")
     for n in sim.nodes.values():
         if n.alive and n.disk.config is not None and n.disk.config.version != L.disk.config.version:
             sim.fail(f"server {n.sid} runs config {n.disk.config.version:x}, its leader "

@@ -449,7 +449,7 @@ class Simulator(World):
         if n.fle is not None:
             n.fle.reconfigure(config.voters, config.observers, config.text().encode(), config.version)
 
-    def client_reconfig(self, joining: str | None, leaving: str | None) -> bool:
+    def client_reconfig(self, joining: str | None, leaving: str | None, members: str | None = None) -> bool:
         """A client's reconfig at the serving leader (core._prepare_reconfig, _append):
         the leader core's checks, then a reconfig txn proposed like any write."""
         L = next((n for n in self.nodes.values() if n.kind == LEADING and n.serving), None)
@@ -458,11 +458,12 @@ class Simulator(World):
         core = L.core
         assert core is not None
         zxid = L.executor.next_zxid()
+        what = f"+{joining} -{leaving}" + (f" ={members.replace(chr(10), ',')}" if members else "")
         try:
-            text = L.executor.prepare_reconfig(joining, leaving, None, -1, zxid, self.now, True)
+            text = L.executor.prepare_reconfig(joining, leaving, members, -1, zxid, self.now, True)
         except KeeperError as e:
             self.stats.reconfigs_refused += 1
-            self.log(f"reconfig +{joining} -{leaving} refused by {L.sid}: {e.code.name}")
+            self.log(f"reconfig {what} refused by {L.sid}: {e.code.name}")
             return False
         self.write_seq += 1
         hdr = TxnHeader(0, self.write_seq, zxid, 0, OpCode.RECONFIG)
@@ -470,7 +471,7 @@ class Simulator(World):
         if self.proposed.setdefault(zxid, payload) != payload:
             self.fail(f"zxid {hexz(zxid)} proposed twice with different txns (leader {L.sid})")
         self.stats.proposed += 1
-        self.log(f"reconfig +{joining} -{leaving} proposed by {L.sid} as {hexz(zxid)}")
+        self.log(f"reconfig {what} proposed by {L.sid} as {hexz(zxid)}")
         core.append(hdr, payload)
         return True
 
