@@ -213,6 +213,27 @@ def test_duplicate_addresses(ens: Ensemble) -> None:
 
 
 @kinds()
+def test_lenient_specs(ens: Ensemble) -> None:
+    """What ZooKeeper accepts besides the documented forms."""
+    c = su(ens)
+    before = read_config(c)
+    m = ens[4]
+    # the id is read after the last '.' before '=': "server." may be left out
+    data, _ = c.reconfig(f"4={m.server_line()};{m.client_port}", None, None)
+    assert Config(data, None).lines == [*before.lines, static_line(m) + f";0.0.0.0:{m.client_port}"]
+    # blanks around entries are trimmed; a duplicate leaving id is harmless
+    data, _ = c.reconfig(None, " 4,4", None)
+    last = Config(data, None)
+    assert last.lines == before.lines
+    # an empty joining or leaving list is a reconfig too: same members, a new version
+    for joining, leaving in (("", None), (None, "")):
+        data, _ = c.reconfig(joining, leaving, None)
+        now = Config(data, None)
+        assert now.lines == before.lines and now.version > last.version
+        last = now
+
+
+@kinds()
 def test_bad_version(ens: Ensemble) -> None:
     c = su(ens)
     before = read_config(c)
