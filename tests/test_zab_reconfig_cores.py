@@ -169,6 +169,39 @@ def test_an_observer_gets_informandactivate_and_a_follower_turned_observer_leave
     assert [type(a) for a in out] == [A.Commit, A.Activate, A.Abandon]
 
 
+def test_a_reconfig_committed_during_the_sync_is_activated() -> None:
+    """A Java leader forwards to a syncing learner from before it queues NEWLEADER, so a
+    reconfig proposed and committed meanwhile reaches the learner ahead of NEWLEADER,
+    whose config may be the older one; the learner activates the reconfig's config all
+    the same (Learner.syncWithLeader's COMMITANDACTIVATE / INFORMANDACTIVATE cases)."""
+    old = config(1, 2, 3, 4, version=E1)
+    z = E1 | 1
+    new = config(1, 2, 3, version=z)
+    f = Learner(3, False, 1, 1, 0, 0, TICK, 10, 5, leader_id=1, quorum=old, reconfig=True)
+    f.connected(0)
+    f.receive(QuorumPacket(PacketType.LEADERINFO, E1, b"\0\1\0\0"), 0)
+    f.receive(QuorumPacket(PacketType.DIFF, E1), 0)
+    f.receive(QuorumPacket(PacketType.PROPOSAL, z, reconfig_txn(z, new)), 0)
+    f.receive(QuorumPacket(PacketType.COMMITANDACTIVATE, z, (1).to_bytes(8, "big")), 0)
+    f.receive(QuorumPacket(PacketType.NEWLEADER, E1, old.text().encode()), 0)
+    out = f.receive(QuorumPacket(PacketType.UPTODATE, -1), 0)
+    assert [a.config for a in out if isinstance(a, A.Activate)] == [new.with_version(z)]
+    assert not f.abandoned
+    # an observer: INFORMANDACTIVATE during the sync, naming another leader, ends the role
+    o = Learner(4, True, 1, 1, 0, 0, TICK, 10, 5, leader_id=1,
+                quorum=config(1, 2, 3, observers=(4,), version=E1), reconfig=True)
+    o.connected(0)
+    o.receive(QuorumPacket(PacketType.LEADERINFO, E1, b"\0\1\0\0"), 0)
+    o.receive(QuorumPacket(PacketType.DIFF, E1), 0)
+    newer = config(2, 3, observers=(4,), version=z)
+    o.receive(QuorumPacket(PacketType.INFORMANDACTIVATE, z,
+                           (2).to_bytes(8, "big") + reconfig_txn(z, newer)), 0)
+    o.receive(QuorumPacket(PacketType.NEWLEADER, E1, b""), 0)
+    out = o.receive(QuorumPacket(PacketType.UPTODATE, -1), 0)
+    assert [a.config.version for a in out if isinstance(a, A.Activate)] == [z]
+    assert o.abandoned
+
+
 def test_a_looking_joiner_adopts_the_newer_config_of_a_notification() -> None:
     """FastLeaderElection's WorkerReceiver: a joiner started with a partial view (1 and
     itself, version 0) takes the leader's config from its notification and restarts its

@@ -63,6 +63,9 @@ class Learner:
         self.quorum = quorum if reconfig else None
         self.newleader_quorum: QuorumConfig | None = None
         self.reconfigs: dict[int, QuorumConfig] = {}
+        # (zxid, data) of the COMMITANDACTIVATE / INFORMANDACTIVATE packets that came
+        # during the sync (a Java leader forwards before NEWLEADER): activated at UPTODATE
+        self.held_activations: list[tuple[int, bytes]] = []
         self.observer = observer
         self.accepted_epoch = accepted_epoch
         self.current_epoch = current_epoch
@@ -196,14 +199,20 @@ class Learner:
             return []
         if t in (PacketType.COMMIT, PacketType.COMMITANDACTIVATE):
             self.held_committed.add(pkt.zxid)
+            if t == PacketType.COMMITANDACTIVATE:
+                self.held_activations.append((pkt.zxid, pkt.data or b""))
             return []
         if t == PacketType.INFORM:
             self.held.append((pkt.zxid, pkt.data or b""))
             self.held_committed.add(pkt.zxid)
             return []
         if t == PacketType.INFORMANDACTIVATE:
-            self.held.append((pkt.zxid, (pkt.data or b"")[8:]))
+            data = pkt.data or b""
+            self.held.append((pkt.zxid, data[8:]))
             self.held_committed.add(pkt.zxid)
+            if self.quorum is not None:
+                self._note_reconfig(pkt.zxid, data[8:])
+                self.held_activations.append((pkt.zxid, data))
             return []
         if t == PacketType.NEWLEADER:
             return self._on_newleader(pkt)
@@ -240,6 +249,11 @@ class Learner:
             # proposals synced with NEWLEADER were made durable then; ack them now
             out += [self._send(PacketType.ACK, z) for z in self.uptodate_acks]
         self.uptodate_acks = []
+        for zxid, data in sorted(self.held_activations):  # committed at NEWLEADER
+            out += self._activate_committed(zxid, data)
+            if self.abandoned:
+                return out
+        self.held_activations = []
         nq = self.newleader_quorum
         if nq is not None and self.quorum is not None and nq.version > self.quorum.version:
             out += self._activate(nq, None)  # Learner.syncWithLeader at UPTODATE
@@ -271,14 +285,18 @@ class Learner:
         return out
 
     def _commit_and_activate(self, zxid: int, data: bytes) -> list[Action]:
-        out: list[Action] = [Commit(zxid)]
+        return [Commit(zxid), *self._activate_committed(zxid, data)]
+
+    def _activate_committed(self, zxid: int, data: bytes) -> list[Action]:
+        """The config of committed reconfig `zxid`, with the designated leader (data's
+        first long), becomes the active one."""
         config = self.reconfigs.pop(zxid, None)
         for z in [z for z in self.reconfigs if z < zxid]:
             del self.reconfigs[z]
-        if config is not None and self.quorum is not None:
-            designated = int.from_bytes(data[:8], "big", signed=True) if len(data) >= 8 else None
-            out += self._activate(config, designated)
-        return out
+        if config is None or self.quorum is None:
+            return []
+        designated = int.from_bytes(data[:8], "big", signed=True) if len(data) >= 8 else None
+        return self._activate(config, designated)
 
     # ---- broadcast ------------------------------------------------------------------
     def _broadcast_packet(self, pkt: QuorumPacket) -> list[Action]:
