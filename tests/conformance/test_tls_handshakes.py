@@ -6,8 +6,10 @@ is closed by the server after the handshake timeout (Netty's SslHandler: 10 s)."
 
 from __future__ import annotations
 
+import select
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -56,6 +58,16 @@ def closed_by_server(s: socket.socket, within: float) -> bool:
         return False
 
 
+def closed_within(socks: list[socket.socket], within: float) -> list[socket.socket]:
+    """The sockets the server closed: waits up to `within` for the first, then
+    0.5 s more for any other."""
+    readable, _, _ = select.select(socks, [], [], within)
+    if readable:
+        time.sleep(0.5)
+        readable, _, _ = select.select(socks, [], [], 0)
+    return [s for s in readable if closed_by_server(s, 0.1)]
+
+
 def mntr(port: int) -> dict[str, str]:
     lines = four_letter(port, "mntr").splitlines()
     return dict(line.split("\t", 1) for line in lines if "\t" in line)
@@ -69,9 +81,12 @@ def test_handshake_limit_on_a_unified_port_and_timeout_on_the_tls_port(
     servers.append(s)
     plain = s.srv.port
     on_tls_port = silent(s.secure_port, sockets)  # the handshake timeout runs meanwhile
-    first, second = silent(plain, sockets), silent(plain, sockets)
-    third = silent(plain, sockets)
-    assert closed_by_server(third, 5), "the connection past the limit was not closed"
+    three = [silent(plain, sockets) for _ in range(3)]
+    # Netty activates channels on several worker threads, so which of the three is past
+    # the limit is not fixed: exactly one is closed, at once, and two stay waiting
+    dropped = closed_within(three, 20)
+    assert len(dropped) == 1, f"{len(dropped)} of 3 connections closed, limit 2"
+    first, second = (c for c in three if c not in dropped)
     # a 4-letter word on a waiting connection decides it plain: a slot is free again
     first.sendall(b"ruok")
     assert first.recv(16) == b"imok"
