@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tlscerts import Pki, make_pki
+
 REFERENCE_JARS = [
     "/usr/share/java/zookeeper.jar",
     "/usr/share/java/zookeeper-jute.jar",
@@ -186,6 +188,13 @@ def start_server(kind: str, extra: dict[str, str] | None = None,
 
 
 KINDS = ["zkpy", "reference"]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """One CA with server, client, admin and stranger identities (and keytool's Java
+    stores) for every TLS test; tests copy what they change, never edit these files."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session", params=KINDS)

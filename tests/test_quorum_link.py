@@ -10,21 +10,15 @@ import socket
 from ipaddress import IPv4Address
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.tlscerts import Pki, make_pki
+from tests.tlscerts import Pki
 from zkpy.server.config import build_config
 from zkpy.server.quorum_link import QuorumLink
 from zkpy.server.quorum_security import QuorumSaslSettings
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("lpki"))
 
 
 def leaf(pki: Pki, d: Path, name: str, cn: str, sans: list[x509.GeneralName]) -> Path:

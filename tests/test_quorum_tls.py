@@ -17,11 +17,6 @@ from zkpy.server.config import ConfigError, build_config
 from zkpy.server.quorum_security import host_matches
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("qpki"))
-
-
 def quorum_tls(pki: Pki, store: str = "p12", key: Path | None = None) -> dict[str, str]:
     """zoo.cfg keys for TLS on the quorum ports (PKCS12 for Java, or PEM)."""
     cfg = {"sslQuorum": "true",

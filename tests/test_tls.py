@@ -13,15 +13,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import free_port, require_tool
-from tests.tlscerts import PASSWORD, Pki, make_pki
+from tests.tlscerts import PASSWORD, Pki
 from zkpy.server.config import ConfigError, build_config
 from zkpy.server.tls import _ava, client_id
 from zkpy.server.tls_listener import looks_like_tls
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def config(pki: Pki, **over: str) -> dict[str, str]:

@@ -26,11 +26,6 @@ NETTY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
 class TlsServer:
     def __init__(self, srv: ServerProcess, secure_port: int) -> None:
         self.srv = srv

@@ -16,12 +16,7 @@ import pytest
 
 from tests.conformance.test_tls import TlsServer, kazoo, start_tls
 from tests.conftest import KINDS, four_letter
-from tests.tlscerts import Pki, make_pki
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
+from tests.tlscerts import Pki
 
 
 @pytest.fixture
