@@ -24,6 +24,7 @@ from zkpy.election.fle import Decided, FastLeaderElection, NewConfig
 from zkpy.election.fle import Send as FleSend
 from zkpy.election.messages import Notification, ServerState
 from zkpy.election.transport import ElectionTransport
+from zkpy.jute.codec import JuteError
 from zkpy.jute.txns import TxnHeader
 from zkpy.persistence.files import VERSION_DIR, valid_snapshots
 from zkpy.persistence.recovery import recover, replay, take_snapshot
@@ -101,8 +102,11 @@ class QuorumStream(asyncio.Protocol):
                 if not pkts:
                     return
                 self.on_packets(self, pkts)
-        except Exception as e:  # a peer sending garbage must not take the server down
+        except JuteError as e:  # a peer sending garbage must not take the server down
             log.warning("dropping quorum connection: %s", e)
+            self.close()
+        except Exception:  # a fault in handling what the peer sent: drop it, with the traceback
+            log.exception("dropping quorum connection after an error handling its packets")
             self.close()
 
     def send(self, pkt: QuorumPacket, raw: bytes = b"", encoded: bytes | None = None) -> None:
