@@ -80,7 +80,17 @@ from tests.sim_zab_peer import (  # noqa: E402
     Simulator,
     member_line,
 )
-from tests.sim_zab_world import LEADING, Crashed, InvariantViolation, Stats  # noqa: E402
+from tests.sim_zab_world import (  # noqa: E402
+    LEADING,
+    TO_LEADER,
+    TO_LEARNER,
+    Conn,
+    Crashed,
+    InvariantViolation,
+    Node,
+    Stats,
+)
+from zkpy.zab.packets import PacketType, QuorumPacket  # noqa: E402
 
 __all__ = ["SCENARIOS", "SHAPES", "InvariantViolation", "Simulator", "Stats", "run"]
 
@@ -306,12 +316,13 @@ def scenario_write_bursts(sim: Simulator) -> Stats:
 
 def scenario_reconfig(sim: Simulator) -> Stats:
     """Reconfiguration (reconfigEnabled) under faults: spares join as participants or
-    observers, members leave (the leader too), participants become observers and back,
-    a spare replaces a voter (a non-incremental member list),
-    one reconfig at a time through the serving leader, while election messages are lost,
-    connections are slow, members crash (the leader sometimes right after proposing the
-    reconfig) and roles end; then heal and stabilise: every live member ends up serving
-    with the config of the leader, and writes commit under it."""
+    observers, members leave (the leader too), participants become observers and back, a
+    spare replaces a voter (a non-incremental member list), one reconfig at a time through
+    the serving leader, while election messages are lost, connections are slow, members
+    crash (the leader sometimes right after proposing the reconfig; a removed leader
+    sometimes as its first COMMITANDACTIVATE arrives) and roles end; then heal and
+    stabilise: every live member ends up serving with the config of the leader, and
+    writes commit under it."""
     rng = sim.rng
     for sid in range(1, sum(sim.shape) + 1):  # the initial members; the spares wait
         sim.call(sim.start, sid)
@@ -347,6 +358,8 @@ def scenario_reconfig(sim: Simulator) -> Stats:
             joining = member_line(sid, rng.random() < 0.3)
         elif r < 0.7 and len(voters) > 2:
             leaving = str(rng.choice(voters + observers))
+            if leaving == str(L.sid) and rng.random() < 0.5:
+                crash_mid_commit(sim, L)
         elif r < 0.85 and (observers or len(voters) > 2):
             sid = rng.choice(voters + observers if len(voters) > 2 else observers)
             joining = member_line(sid, sid in cfg.voters)  # participant <-> observer
@@ -368,6 +381,7 @@ def scenario_reconfig(sim: Simulator) -> Stats:
         elif fault < 0.6:
             sim.call(sim.request_end, L, "leader steps down")
         sim.run_until(sim.now + sim.rand(300, 3000))
+        sim.on_deliver = None
         sim.call(sim.heal)
     stats = stabilise(sim, {s for s, n in sim.nodes.items() if not n.alive and n.disk.accepted is None})
     L = sim.leader()
@@ -379,6 +393,18 @@ def scenario_reconfig(sim: Simulator) -> Stats:
             sim.fail(f"server {n.sid} runs config {n.disk.config.version:x}, its leader "
                      f"{L.sid} runs {L.disk.config.version:x}: {sim.describe()}")
     return stats
+
+
+def crash_mid_commit(sim: Simulator, L: Node) -> None:
+    """The leader that a reconfig removes crashes as the first COMMITANDACTIVATE reaches
+    a learner, before it hands over to the others (ZOOKEEPER-2202's moment)."""
+    def hook(conn: Conn, dest: int, packets: list[QuorumPacket]) -> None:
+        if dest == TO_LEARNER and conn.ends[TO_LEADER] == L.sid and \
+                any(p.type == PacketType.COMMITANDACTIVATE for p in packets):
+            sim.on_deliver = None
+            sim.stats.crashed_mid_commit += 1
+            sim.crash(L.sid)
+    sim.on_deliver = hook
 
 
 SCENARIOS: dict[str, Callable[[Simulator], Stats]] = {

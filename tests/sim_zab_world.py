@@ -299,6 +299,7 @@ class Stats:
     events: int = 0
     reconfigs: int = 0  # reconfig txns a leader committed (and activated)
     reconfigs_refused: int = 0  # reconfig requests the leader's checks refused
+    crashed_mid_commit: int = 0  # removed leaders crashed as their COMMITANDACTIVATE went out
     configs_by_newleader: int = 0  # new members a leader activated as it established (NEWLEADER)
     activations: int = 0  # configs members activated (leaders, learners, from notifications)
     adoptions: int = 0  # configs a LOOKING member took from a notification

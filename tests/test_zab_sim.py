@@ -75,7 +75,8 @@ def test_write_bursts_group_commits(batch: int) -> None:
 @pytest.mark.parametrize("batch", range(BATCHES))
 def test_reconfig_under_faults(batch: int) -> None:
     """Spares join, members leave (the leader too) or change role, one reconfig at a time,
-    under message loss, crashes (the leader's right after it proposed) and role ends.
+    under message loss, crashes (the leader's right after it proposed; a removed leader's
+    as its first COMMITANDACTIVATE arrives) and role ends.
     Checked besides: one config per version; a leader activates a config only once a
     quorum of its old config and of the new one acked it; others only such configs; all
     live members end on the leader's config."""
