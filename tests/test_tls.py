@@ -1,9 +1,12 @@
 """zkpy's client TLS settings and helpers: start-up errors for bad stores and settings,
-the x509 identity's DN format, the TLS sniffing rule of client.portUnification."""
+the x509 identity's DN format, the TLS sniffing rule of client.portUnification, and the
+listener's clean-up of connections it has accepted but not yet handed over."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +18,9 @@ from cryptography.x509.oid import NameOID
 from tests.conftest import free_port, require_tool
 from tests.tlscerts import PASSWORD, Pki
 from zkpy.server.config import ConfigError, build_config
-from zkpy.server.tls import _ava, client_id
-from zkpy.server.tls_listener import looks_like_tls
+from zkpy.server.metrics import METRICS
+from zkpy.server.tls import TlsContext, _ava, client_id
+from zkpy.server.tls_listener import TlsListener, looks_like_tls
 
 
 def config(pki: Pki, **over: str) -> dict[str, str]:
@@ -129,3 +133,31 @@ def test_sniffing_rule() -> None:
     assert looks_like_tls(b"\x00\x00\x00\x2c\x00") is False
     assert looks_like_tls(b"ruok") is False  # a 4-letter word is plain
     assert looks_like_tls(b"\x16\x03") is None  # wait for five bytes
+
+
+async def test_closing_the_listener_ends_connections_not_yet_handed_over(pki: Pki) -> None:
+    """Sockets accepted in the same loop turn as the listener closes (their hand-over
+    tasks never start) are closed and uncounted by `close`, not left open and counted."""
+    settings = build_config(config(pki)).tls
+    assert settings is not None
+    tls = TlsContext(settings)
+    listener = TlsListener(asyncio.Protocol, lambda: tls.context, unified=False, timeout=10.0,
+                           handshake_limit=10)
+    await listener.open("127.0.0.1", 0)
+    before = METRICS.outstanding_tls_handshake
+    peers = [socket.create_connection(("127.0.0.1", listener.port)) for _ in range(3)]
+    try:
+        listener._accept()  # as the loop would, and close before the loop turns again
+        assert listener.handshaking == 3
+        listener.close()
+        assert listener.handshaking == 0
+        assert METRICS.outstanding_tls_handshake == before
+        for peer in peers:
+            peer.settimeout(5)
+            assert peer.recv(1) == b""  # the server closed its end
+        await asyncio.sleep(0.05)  # the cancelled tasks run: nothing is counted twice
+        assert listener.handshaking == 0
+        assert METRICS.outstanding_tls_handshake == before
+    finally:
+        for peer in peers:
+            peer.close()

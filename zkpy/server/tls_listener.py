@@ -64,7 +64,9 @@ class TlsListener:
         self.handshaking = 0  # connections counted against the limit now
         self.sock: socket.socket | None = None
         self._sniffing: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # each task handing an accepted socket to a transport: the socket while the task
+        # has not started (None once it has), and whether it counts as a TLS handshake
+        self._handing: dict[asyncio.Task[None], tuple[socket.socket | None, bool]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -161,11 +163,19 @@ class TlsListener:
     def _serve(self, conn: socket.socket, tls: bool) -> None:
         assert self._loop is not None
         task = self._loop.create_task(self._connect(conn, tls))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._handing[task] = (conn, tls)
+
+    def _handed(self, task: asyncio.Task[None] | None) -> None:
+        """Forget a hand-over (once: `close` may have done it) and end its count."""
+        entry = self._handing.pop(task, None) if task is not None else None
+        if entry is not None and entry[1]:
+            self._counted(-1)
 
     async def _connect(self, conn: socket.socket, tls: bool) -> None:
         assert self._loop is not None
+        task = asyncio.current_task()
+        if task in self._handing:
+            self._handing[task] = (None, tls)  # the socket is this task's to close now
         try:
             peer = conn.getpeername()
         except OSError:
@@ -185,8 +195,7 @@ class TlsListener:
                     "TLS handshake with %s:%s failed: %s", peer[0], peer[1], e)
             conn.close()
         finally:
-            if tls:
-                self._counted(-1)
+            self._handed(task)
 
     def close(self) -> None:
         if self.sock is not None and self._loop is not None:
@@ -199,5 +208,11 @@ class TlsListener:
             conn.close()
             self._counted(-1)
         self._sniffing.clear()
-        for t in self._tasks:
-            t.cancel()
+        for task, (unstarted, _) in list(self._handing.items()):
+            # a task cancelled before its first step never runs its body, so the socket
+            # and its count are ours to end; a started one is inside
+            # connect_accepted_socket, whose cancellation closes the transport and socket
+            if unstarted is not None:
+                unstarted.close()
+            self._handed(task)
+            task.cancel()
