@@ -37,6 +37,13 @@ def test_jvm_flags_and_prefixed_keys(tmp_path: Path) -> None:
     assert c.skip_acl and c.extended_types and "isro" in c.four_letter_words
 
 
+def test_cnx_timeout_from_zoo_cfg_or_jvm_flag(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "dataDir=/d\n"), env={}).cnx_timeout_ms == 5000
+    assert load_config(write(tmp_path, "dataDir=/d\ncnxTimeout=1200\n"), env={}).cnx_timeout_ms == 1200
+    flag = {"SERVER_JVMFLAGS": "-Dzookeeper.cnxTimeout=700"}
+    assert load_config(write(tmp_path, "dataDir=/d\n"), env=flag).cnx_timeout_ms == 700
+
+
 def test_zoo_cfg_wins_over_jvm_flags(tmp_path: Path) -> None:
     c = load_config(write(tmp_path, "dataDir=/d\ntickTime=2000\n"), env={"JVMFLAGS": "-DtickTime=5000"})
     assert c.tick_time == 2000
@@ -44,6 +51,8 @@ def test_zoo_cfg_wins_over_jvm_flags(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line,key", [
     ("tickTime=abc", "tickTime"),
+    ("cnxTimeout=5s", "cnxTimeout"),
+    ("cnxTimeout=0", "cnxTimeout"),
     ("clientPort=99999", "clientPort"),
     ("sslQuorum=maybe", "sslQuorum"),
     ("4lw.commands.whitelist=ruok,nope", "4lw.commands.whitelist"),

@@ -1,6 +1,7 @@
 """QuorumLink in one process: the host-name check's paths (IP SAN, DNS SAN by the
 configured name, CN only without SANs, ssl.quorum.hostnameVerification=false),
-ssl.quorum.clientAuth=none, and SASL that fails while serverRequireSasl=false."""
+ssl.quorum.clientAuth=none, SASL that fails while serverRequireSasl=false, and
+cnxTimeout bounding an election dial."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.conftest import free_port
 from tests.tlscerts import Pki
+from zkpy.election.transport import ElectionTransport
 from zkpy.server.config import build_config
 from zkpy.server.quorum_link import QuorumLink
 from zkpy.server.quorum_security import QuorumSaslSettings
@@ -126,3 +129,29 @@ def test_sasl_failure_without_require_is_let_through(pki: Pki) -> None:
     strict = QuorumSaslSettings(learner_require=True, server_require=True, credentials={"peer": "pw"},
                                 learner_user="peer", learner_password="pw")
     assert run(link(pki, None, strict), link(pki, None, silent)) is None
+
+
+async def test_cnx_timeout_bounds_an_election_dial_to_a_silent_member(pki: Pki, tmp_path: Path) -> None:
+    """A member that accepts TCP and never answers the TLS handshake is given up on after
+    cnxTimeout (200 ms here), well before the 5 s default."""
+    key = leaf(pki, tmp_path, "m", "127.0.0.1", [x509.IPAddress(IPv4Address("127.0.0.1"))])
+    member = link(pki, key, cnxTimeout="200")
+    assert member.timeout == 0.2
+    given_up = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # the ClientHello, then EOF once the dialer gives up
+        given_up.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = ElectionTransport(1, ("127.0.0.1", free_port()), {2: ("127.0.0.1", port)},
+                                  lambda sid, payload: None, link=member)
+    try:
+        transport.send(2, b"vote")
+        await asyncio.wait_for(given_up.wait(), 3.0)
+        assert not transport.connected(2)
+    finally:
+        await transport.close()
+        server.close()

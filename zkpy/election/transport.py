@@ -10,7 +10,8 @@ Rules kept from Apache ZooKeeper 3.8:
 * per peer a send slot of capacity 1 -- the newest unsent message replaces an older one;
 * when a connection comes up, the queued message is written, or else the last message
   sent to that peer again (its receiver may have missed it when the old socket died);
-* no background reconnects: `send()` and `connect_all()` dial on demand; connect timeout 5 s.
+* no background reconnects: `send()` and `connect_all()` dial on demand; connect timeout cnxTimeout
+  (the link's, default 5 s).
 
 Received payloads go to `on_message(sid, payload)` synchronously, in arrival order, on the
 event loop (the reference's 100-slot receive queue is the caller's concern).
@@ -34,16 +35,16 @@ from zkpy.election.messages import (
     encode_initial_message,
     format_addr,
 )
+from zkpy.server.config import CNX_TIMEOUT_MS
 from zkpy.server.quorum_link import QuorumLink
 
 if TYPE_CHECKING:
     from zkpy.server.quorum_link import QuorumListener
 
-__all__ = ["CONNECT_TIMEOUT", "ElectionTransport"]
+__all__ = ["ElectionTransport"]
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT = 5.0  # zookeeper.cnxTimeout
 HANDSHAKE_TIMEOUT = 5.0  # an accepted socket must present its initial message by then
 OBSERVER_ID = (1 << 63) - 1  # Long.MAX_VALUE: a legacy observer that has no sid of its own
 
@@ -136,7 +137,7 @@ class ElectionTransport:
         host, port = advertised_addr or listen_addr
         self._initial = encode_initial_message(my_id, format_addr(host, port))
         # TLS and SASL before a connection reaches _Connection (sslQuorum, quorum.auth.*)
-        self._link = link or QuorumLink(None, False, False, None, CONNECT_TIMEOUT)
+        self._link = link or QuorumLink(None, False, False, None, CNX_TIMEOUT_MS / 1000.0)
         self._server: QuorumListener | None = None
         self._conns: dict[int, _Connection] = {}
         self._pending: dict[int, bytes] = {}  # capacity-1 send slot per peer
@@ -214,7 +215,7 @@ class ElectionTransport:
         try:
             conn = _Connection(self, sid)
             await asyncio.wait_for(self._link.connect(lambda: conn, addr[0], addr[1], self._initial),
-                                   CONNECT_TIMEOUT)
+                                   self._link.timeout)
         except OSError as e:  # includes TimeoutError
             log.debug("election: cannot open channel to %d at %s: %s", sid, addr, e)
             return

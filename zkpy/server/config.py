@@ -101,6 +101,8 @@ JAVA_ONLY_PREFIXES = (
     "allowSaslFailedClients", "superUser",
 )
 
+CNX_TIMEOUT_MS = 5000  # zookeeper.cnxTimeout's default
+
 ALL_4LW = (
     "ruok", "srvr", "stat", "conf", "cons", "crst", "dump", "envi", "mntr", "srst",
     "wchs", "wchc", "wchp", "dirs", "isro", "gtmk", "stmk", "hash",
@@ -154,6 +156,9 @@ class Config:
     container_max_per_minute: int = 10000
     container_max_never_used_ms: int = 0
     sessionless_cnxn_timeout_ms: int = 10000
+    # zookeeper.cnxTimeout (QuorumCnxManager's cnxTO): a quorum connection's dial; zkpy
+    # bounds its TLS handshake, initial message and SASL by it too
+    cnx_timeout_ms: int = CNX_TIMEOUT_MS
     # AdminServer: on unless admin.enableServer=false, as in Java (port 8080)
     admin_enabled: bool = True
     admin_address: str = "0.0.0.0"
@@ -598,6 +603,7 @@ def build_config(raw: dict[str, str], source: Path | None = None) -> Config:
         container_max_per_minute=_int(raw, "znode.container.maxPerMinute", 10000, minimum=1),
         container_max_never_used_ms=_int(raw, "znode.container.maxNeverUsedIntervalMs", 0, minimum=0),
         sessionless_cnxn_timeout_ms=_int(raw, "nio.sessionlessCnxnTimeout", 10000, minimum=1),
+        cnx_timeout_ms=_int(raw, "cnxTimeout", CNX_TIMEOUT_MS, minimum=1),
         # Java enables the AdminServer for anything but exactly "false"
         admin_enabled=raw.get("admin.enableServer", "true").strip() != "false",
         admin_address=raw.get("admin.serverAddress", "0.0.0.0").strip() or "0.0.0.0",

@@ -52,7 +52,6 @@ P = TypeVar("P", bound=asyncio.Protocol)
 
 MAX_PREAMBLE = 16384  # bytes a peer may send before it is authenticated
 MAX_SASL_ROUNDS = 5  # SaslQuorumAuthServer.MAX_RETRIES
-CONNECT_TIMEOUT = 5.0  # zookeeper.cnxTimeout: TLS handshake, preamble, authentication
 
 
 class _Gate(asyncio.Protocol):
@@ -136,14 +135,14 @@ class QuorumLink:
         self.dial_tls = dial_tls  # sslQuorum: dial with TLS, accept only TLS unless unified
         self.unified = unified  # portUnification: accept TLS and plain
         self.sasl = sasl
-        self.timeout = timeout
+        self.timeout = timeout  # cnxTimeout: the dial, TLS handshake, preamble and SASL
         self.reverse_dns = reverse_dns  # ssl.quorum.allowReverseDnsLookup
         self._reload: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, cfg: Config) -> QuorumLink:
         tls = TlsContext(cfg.quorum_tls, with_client=True) if cfg.quorum_tls is not None else None
-        return cls(tls, cfg.ssl_quorum, cfg.port_unification, cfg.quorum_sasl, CONNECT_TIMEOUT,
+        return cls(tls, cfg.ssl_quorum, cfg.port_unification, cfg.quorum_sasl, cfg.cnx_timeout_ms / 1000.0,
                    cfg.quorum_reverse_dns)
 
     @property
