@@ -18,10 +18,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.tlscerts import Pki, make_pki
+
+if TYPE_CHECKING:  # tests/ensemble.py imports this module
+    from tests.ensemble import Ensemble
 
 REFERENCE_JARS = [
     "/usr/share/java/zookeeper.jar",
@@ -195,6 +199,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """One CA with server, client, admin and stranger identities (and keytool's Java
     stores) for every TLS test; tests copy what they change, never edit these files."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def ensembles() -> Iterator[list[Ensemble]]:
+    """Ensembles a test starts itself: append each, and they are closed after the test."""
+    made: list[Ensemble] = []
+    yield made
+    for e in made:
+        e.close()
 
 
 @pytest.fixture(scope="session", params=KINDS)

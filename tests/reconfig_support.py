@@ -7,7 +7,7 @@ zoo.cfg.dynamic.<version>), so a restart must not write the original file back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,3 +107,15 @@ def files_follow(members: Iterable[Member], cfg: Config) -> None:
 def reconfig_ensemble(kinds: Iterable[str], extra: dict[str, str] | None = None, **kw: Any) -> Ensemble:
     return Ensemble(list(kinds), keep_config=True, jvm_flags=[SUPER_FLAG],
                     extra={"reconfigEnabled": "true", **(extra or {})}, **kw)
+
+
+def growing_ensemble(kind: str, size: int) -> Iterator[Ensemble]:
+    """The grow tests' ensemble: `size` members of one kind (standaloneEnabled=false,
+    skipACL, client ports in the server lines), closed when the generator ends."""
+    e = reconfig_ensemble([kind] * size, extra={"standaloneEnabled": "false", "skipACL": "yes"},
+                          client_in_server_lines=True)
+    e.kind = kind  # type: ignore[attr-defined]
+    try:
+        yield e
+    finally:
+        e.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,14 +37,6 @@ def jaas(path: Path, password: str = "s3cret", server_module: str = "DigestLogin
                  f'  username="peer"\n  password="{password}";\n}};\n')
     path.write_text(text)
     return path
-
-
-@pytest.fixture
-def ensembles() -> Iterator[list[Ensemble]]:
-    made: list[Ensemble] = []
-    yield made
-    for e in made:
-        e.close()
 
 
 def sasl_ensemble(kinds: list[str], tmp_path: Path, extra: dict[str, str]) -> Ensemble:

@@ -5,7 +5,6 @@ keep serving."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,6 @@ def trust_failures(member_log: str) -> bool:
     return any(s in member_log for s in ("certificate verify failed", "hostnameVerification",
                                          "unable to find valid certification path",
                                          "Failed to verify"))
-
-
-@pytest.fixture
-def ensembles() -> Iterator[list[Ensemble]]:
-    made: list[Ensemble] = []
-    yield made
-    for e in made:
-        e.close()
 
 
 def test_zkpy_ensemble_over_quorum_tls(pki: Pki, ensembles: list[Ensemble]) -> None:

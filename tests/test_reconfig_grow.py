@@ -21,10 +21,10 @@ from tests.ensemble import Ensemble, LoadWriter, assert_contents, attempt, wait_
 from tests.reconfig_support import (
     Config,
     files_follow,
+    growing_ensemble,
     joiner_spec,
     kinds,
     read_config,
-    reconfig_ensemble,
     start_timeout,
 )
 
@@ -33,13 +33,7 @@ pytestmark = kinds()
 
 @pytest.fixture(scope="module")
 def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
-    e = reconfig_ensemble([request.param] * 3, extra={"standaloneEnabled": "false", "skipACL": "yes"},
-                          client_in_server_lines=True)
-    e.kind = request.param  # type: ignore[attr-defined]
-    try:
-        yield e
-    finally:
-        e.close()
+    yield from growing_ensemble(request.param, 3)
 
 
 @pytest.fixture(autouse=True)

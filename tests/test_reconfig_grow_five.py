@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.ensemble import Ensemble, LoadWriter, assert_contents, wait_until
-from tests.reconfig_support import files_follow, joiner_spec, kinds, read_config, reconfig_ensemble
+from tests.reconfig_support import files_follow, growing_ensemble, joiner_spec, kinds, read_config
 from tests.test_reconfig_grow import fresh, more_acks, reconfig, serving, voters
 
 pytestmark = kinds()
@@ -20,13 +20,7 @@ ALL = (1, 2, 3, 4, 5)
 
 @pytest.fixture(scope="module")
 def ens(request: pytest.FixtureRequest) -> Iterator[Ensemble]:
-    e = reconfig_ensemble([request.param] * 5, extra={"standaloneEnabled": "false", "skipACL": "yes"},
-                          client_in_server_lines=True)
-    e.kind = request.param  # type: ignore[attr-defined]
-    try:
-        yield e
-    finally:
-        e.close()
+    yield from growing_ensemble(request.param, 5)
 
 
 def test_grow_to_five_and_shrink_back_under_load(ens: Ensemble) -> None:

@@ -11,7 +11,6 @@ import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +47,6 @@ def start_tls(kind: str, pki: Pki, client_auth: str = "need", store: str = "pem"
         cfg["secureClientPort"] = str(port)
     cfg.update(extra or {})
     return TlsServer(start_server(kind, cfg), port)
-
-
-@pytest.fixture
-def servers() -> Iterator[list[TlsServer]]:
-    started: list[TlsServer] = []
-    yield started
-    for s in started:
-        s.srv.stop()
-        shutil.rmtree(s.srv.workdir, ignore_errors=True)
 
 
 def kazoo(hosts: str, pki: Pki, who: Identity | None) -> KazooClient:

@@ -7,7 +7,6 @@ is closed by the server after the handshake timeout (Netty's SslHandler: 10 s)."
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -17,15 +16,6 @@ import pytest
 from tests.conformance.test_tls import TlsServer, kazoo, start_tls
 from tests.conftest import KINDS, four_letter
 from tests.tlscerts import Pki
-
-
-@pytest.fixture
-def servers() -> Iterator[list[TlsServer]]:
-    started: list[TlsServer] = []
-    yield started
-    for s in started:
-        s.srv.stop()
-        shutil.rmtree(s.srv.workdir, ignore_errors=True)
 
 
 @pytest.fixture
