@@ -1,12 +1,15 @@
 """Quorum security refusals across implementations: two Apache ZooKeeper 3.8 members
 refuse a zkpy member, and two zkpy members refuse a ZooKeeper member, when its quorum
-certificate is from another CA or names another host (TLS) or its QuorumLearner
-password is wrong (SASL).  The majority keeps serving writes; the refused member never
-becomes a follower or leader and never sees those writes."""
+certificate is from another CA or names another host (TLS), or its QuorumLearner
+password is wrong or it does not authenticate at all (SASL).  The majority keeps serving
+writes; the refused member never becomes a follower or leader and never sees those
+writes.  A raw learner that ignores the ERROR after a wrong password is cut off by a
+leader of either kind."""
 
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,16 @@ from tests.ensemble import ROLES, Ensemble, wait_until
 from tests.test_quorum_sasl import REQUIRE
 from tests.test_quorum_tls import quorum_tls
 from tests.tlscerts import Pki
+from zkpy.server.quorum_security import (
+    ERROR,
+    IN_PROGRESS,
+    PROTOCOL,
+    SERVER_NAME,
+    decode_auth_packet,
+    encode_auth_packet,
+)
+from zkpy.server.sasl_client import DigestMD5Client
+from zkpy.zab.packets import PacketType, QuorumPacket, learner_info
 
 OTHER = {"zkpy": "reference", "reference": "zkpy"}
 # what a member of the majority logs when it refuses member 3's certificate.  Java
@@ -45,6 +58,17 @@ def ensembles() -> Iterator[list[Ensemble]]:
 
 def majority_log(ens: Ensemble) -> str:
     return ens[1].log_since_start() + ens[2].log_since_start()
+
+
+def wait_refused(ens: Ensemble, refusal: re.Pattern[str], what: str) -> None:
+    """Until members 1 and 2 log `refusal`; fails at once if member 3 joins instead."""
+    def seen() -> str | None:
+        if ens[3].mode() in ROLES:
+            return "joined"
+        return "refused" if refusal.search(majority_log(ens)) else None
+
+    got = wait_until(seen, 60, f"members 1 and 2 to refuse {what}", 0.2, ens.describe)
+    assert got == "refused", f"member 3 joined as a {ens[3].mode()} despite {what}:\n{ens.describe()}"
 
 
 def assert_shut_out(ens: Ensemble, path: str, data: bytes) -> None:
@@ -76,8 +100,7 @@ def test_untrusted_and_misnamed_certificates_refused(pki: Pki, ensembles: list[E
     ens[3].extra = {"ssl.quorum.keyStore.location": str(pki.stranger.p12)}
     ens.start(sids=[1, 2], timeout=90)
     ens.start(sids=[3], wait=False)
-    wait_until(lambda: UNTRUSTED[majority].search(majority_log(ens)), 60,
-               "members 1 and 2 to refuse the untrusted certificate", 0.2, ens.describe)
+    wait_refused(ens, UNTRUSTED[majority], "a certificate from another CA")
     if majority == "reference":
         assert "alert certificate unknown" in ens[3].log_since_start()
     assert_shut_out(ens, "/untrusted", b"1")
@@ -85,8 +108,7 @@ def test_untrusted_and_misnamed_certificates_refused(pki: Pki, ensembles: list[E
     ens[3].stop()
     ens[3].extra = {"ssl.quorum.keyStore.location": str(pki.client.p12)}
     ens[3].start()
-    wait_until(lambda: MISNAMED[majority].search(majority_log(ens)), 60,
-               "members 1 and 2 to refuse the misnamed certificate", 0.2, ens.describe)
+    wait_refused(ens, MISNAMED[majority], "a certificate naming another host")
     assert_shut_out(ens, "/misnamed", b"2")
 
 
@@ -111,13 +133,47 @@ def test_wrong_password_and_unauthenticated_learner_refused(tmp_path: Path, ense
     ens[3].extra = {"quorum.auth.learner.saslLoginContext": "WrongLearner"}
     ens.start(sids=[1, 2], timeout=90)
     ens.start(sids=[3], wait=False)
-    wait_until(lambda: WRONG_PASSWORD[majority].search(majority_log(ens)), 60,
-               "members 1 and 2 to refuse member 3's password", 0.2, ens.describe)
+    wait_refused(ens, WRONG_PASSWORD[majority], "a wrong QuorumLearner password")
     assert_shut_out(ens, "/wrong-password", b"3")
 
     ens[3].stop()
     ens[3].extra = {"quorum.auth.learnerRequireSasl": "false", "quorum.auth.serverRequireSasl": "false"}
     ens[3].start()
-    wait_until(lambda: NO_SASL[majority].search(majority_log(ens)), 60,
-               "members 1 and 2 to refuse a member that does not authenticate", 0.2, ens.describe)
+    wait_refused(ens, NO_SASL[majority], "a learner that does not authenticate")
     assert_shut_out(ens, "/no-sasl", b"4")
+    leader = next(ens[s] for s, mode in ens.wait_ready(sids=[1, 2], timeout=30).items() if mode == "leader")
+    assert_ignored_after_error(leader.quorum_port)
+
+
+def read_auth_packet(s: socket.socket) -> tuple[int, bytes]:
+    buf = b""
+    while (got := decode_auth_packet(buf)) is None:
+        chunk = s.recv(4096)
+        assert chunk, f"closed after {buf!r}"
+        buf += chunk
+    status, token, used = got
+    assert used == len(buf)
+    return status, token
+
+
+def assert_ignored_after_error(quorum_port: int) -> None:
+    """A learner that answers the leader's challenge with a wrong password, is told ERROR
+    and carries on with FOLLOWERINFO (as no honest learner does: both implementations
+    give up on ERROR) gets no LEADERINFO: the leader has closed the connection."""
+    client = DigestMD5Client("peer", "wrong", PROTOCOL, SERVER_NAME)
+    with socket.create_connection(("127.0.0.1", quorum_port), timeout=10) as s:
+        s.sendall(encode_auth_packet(IN_PROGRESS, b""))
+        status, challenge = read_auth_packet(s)
+        assert status == IN_PROGRESS
+        s.sendall(encode_auth_packet(IN_PROGRESS, client.evaluate(challenge)))
+        assert read_auth_packet(s)[0] == ERROR
+        got = b""
+        try:
+            s.sendall(QuorumPacket(PacketType.FOLLOWERINFO, 0, learner_info(3)).encode())
+            while chunk := s.recv(4096):
+                got += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        except TimeoutError:
+            raise AssertionError(f"the leader kept the connection open after ERROR (sent {got!r})") from None
+        assert got == b"", f"the leader answered after ERROR: {got!r}"
