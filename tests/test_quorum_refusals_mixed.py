@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,14 +45,6 @@ WRONG_PASSWORD = {"reference": re.compile(r"ERROR .* - Failed to authenticate us
                   "zkpy": re.compile(r"refused: SASL authentication failed: .*wrong response")}
 NO_SASL = {"reference": re.compile(r"Learner not trying to authenticate and authentication is required"),
            "zkpy": re.compile(r"refused: the peer does not authenticate and quorum.auth.serverRequireSasl")}
-
-
-@pytest.fixture
-def ensembles() -> Iterator[list[Ensemble]]:
-    made: list[Ensemble] = []
-    yield made
-    for e in made:
-        e.close()
 
 
 def majority_log(ens: Ensemble) -> str:
