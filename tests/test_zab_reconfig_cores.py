@@ -14,9 +14,10 @@ from zkpy.jute.constants import Err, OpCode
 from zkpy.jute.txns import TXN_HEADER, SetDataTxn, encode_txn
 from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab import actions as A
-from zkpy.zab.leader import Leader, ReconfigRefused
+from zkpy.zab.leader import Leader
 from zkpy.zab.learner import Learner
 from zkpy.zab.packets import PacketType, QuorumPacket, learner_info
+from zkpy.zab.reconfig import ReconfigRefused
 
 TICK = 200
 E1 = 1 << 32

@@ -32,9 +32,10 @@ from zkpy.jute.txns import TxnHeader
 from zkpy.server.metrics import METRICS
 from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab import actions as A
-from zkpy.zab.leader import Leader, ReconfigRefused
+from zkpy.zab.leader import Leader
 from zkpy.zab.learner import Learner
 from zkpy.zab.packets import PacketType, QuorumPacket, request_data
+from zkpy.zab.reconfig import ReconfigRefused
 
 log = logging.getLogger("zkpy.quorum")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from zkpy.jute.codec import Reader, Writer
-from zkpy.jute.constants import Err, OpCode
-from zkpy.server.quorum_config import NotANumber, QuorumConfig, QuorumConfigError
+from zkpy.jute.constants import OpCode
+from zkpy.server.quorum_config import QuorumConfig
 from zkpy.zab.actions import (
     Abandon,
     Action,
@@ -36,6 +36,7 @@ from zkpy.zab.packets import (
     parse_learner_info,
     parse_request_data,
 )
+from zkpy.zab.reconfig import check_reconfig, designated_leader, reconfig_config
 
 
 def epoch_of(zxid: int) -> int:
@@ -76,27 +77,6 @@ class Proposal:
     # with a reconfig pending: the voters of the next config, which must ack it too
     next_voters: frozenset[int] | None = None
     config: QuorumConfig | None = None  # set on the reconfig txn itself
-
-
-class ReconfigRefused(Exception):
-    """A reconfig request the leader refuses; code is the client's error."""
-
-    def __init__(self, code: Err, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def reconfig_config(payload: bytes) -> QuorumConfig | None:
-    """The new config a reconfig txn (TxnHeader + SetDataTxn, type 16) carries, else None."""
-    if len(payload) < 32 or payload[28:32] != _RECONFIG_TYPE:
-        return None
-    r = Reader(payload[32:])
-    r.ustring()
-    data = r.buffer()
-    return QuorumConfig.from_bytes(data or b"")
-
-
-_RECONFIG_TYPE = int(OpCode.RECONFIG).to_bytes(4, "big")
 
 
 class Leader:
@@ -473,7 +453,7 @@ class Leader:
         self.last_committed = z
         self.history.append((z, p.payload))
         new = p.config
-        designated = self._designated_leader(p)
+        designated = designated_leader(self.my_id, p, self.outstanding)
         self.quorum, self.voters = new, new.voters
         if self.next_quorum is new:
             self.next_quorum = None
@@ -490,57 +470,15 @@ class Leader:
             out += self._abandon(f"reconfig 0x{z:x}: server {designated} is the designated leader")
         return out
 
-    def _designated_leader(self, p: Proposal) -> int:
-        """Leader.getDesignatedLeader: ourselves if still a voter, else the voter of the
-        new config that acked the reconfig and the most proposals after it."""
-        assert p.config is not None
-        if self.my_id in p.config.voters:
-            return self.my_id
-        candidates = (p.acks & p.config.voters) - {self.my_id}
-        best = min(candidates)
-        z = p.zxid + 1
-        while z in self.outstanding and candidates:
-            candidates &= self.outstanding[z].acks
-            if not candidates:
-                break
-            best = min(candidates)
-            z += 1
-        return best
-
     # ---- reconfiguration requests ---------------------------------------------------------
     def prepare_reconfig(self, joining: str | None, leaving: str | None, members: str | None,
                          from_version: int, zxid: int, now_ms: int,
                          standalone_enabled: bool = True) -> QuorumConfig:
-        """PrepRequestProcessor's reconfig checks, in its order; raises ReconfigRefused.
-        The ACL check on /zookeeper/config comes after these (the caller's)."""
-        if not self.reconfig or self.quorum is None:
-            raise ReconfigRefused(Err.RECONFIGDISABLED, "reconfig is disabled")
-        current = self.quorum
-        last_seen = self.next_quorum or current
-        if last_seen.version != current.version:
-            raise ReconfigRefused(Err.RECONFIGINPROGRESS, "another reconfig is in progress")
-        if from_version != -1 and from_version != last_seen.version:
-            raise ReconfigRefused(Err.BADVERSION, f"Reconfiguration from version {from_version} failed "
-                                  f"-- last seen version is {last_seen.version}")
-        try:
-            if members is not None:
-                new = QuorumConfig.parse(members, zxid)
-            else:
-                new = QuorumConfig(last_seen.incremental(joining, leaving), zxid)
-        except NotANumber as e:
-            raise ReconfigRefused(Err.MARSHALLINGERROR, str(e)) from None
-        except QuorumConfigError as e:
-            raise ReconfigRefused(Err.BADARGUMENTS, str(e)) from None
-        if standalone_enabled and len(new.voters) < 2:
-            raise ReconfigRefused(Err.BADARGUMENTS, "Reconfig failed - new configuration must "
-                                  "include at least 2 followers")
-        if len(new.voters) < 1:
-            raise ReconfigRefused(Err.BADARGUMENTS, "Reconfig failed - new configuration must "
-                                  "include at least 1 follower")
-        if not self.quorum_synced(new.voters, now_ms):
-            raise ReconfigRefused(Err.NEWCONFIGNOQUORUM, "Reconfig failed - there must be a connected "
-                                  "and synced quorum in new configuration")
-        return new
+        """PrepRequestProcessor's reconfig checks (reconfig.check_reconfig); raises
+        ReconfigRefused."""
+        return check_reconfig(self.quorum if self.reconfig else None, self.next_quorum, joining, leaving,
+                              members, from_version, zxid, standalone_enabled,
+                              lambda voters: self.quorum_synced(voters, now_ms))
 
     def quorum_synced(self, voters: frozenset[int], now_ms: int) -> bool:
         """Leader.isQuorumSynced: we and the followers in broadcast that were heard from

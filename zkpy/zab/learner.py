@@ -31,8 +31,8 @@ from zkpy.zab.actions import (
     TakeSnapshot,
     Truncate,
 )
-from zkpy.zab.leader import reconfig_config
 from zkpy.zab.packets import PacketType, QuorumPacket, learner_info
+from zkpy.zab.reconfig import reconfig_config
 
 LEADER = 0  # the handle of the leader connection in Send actions
 _PROPOSAL = int(PacketType.PROPOSAL)
