@@ -146,9 +146,11 @@ def check(client: Any, writers: list[Writer], where: str) -> tuple[int, list[str
     lost, and every problem (a lost write, or a register ahead of what was sent)."""
     problems: list[str] = []
     lost_writes = 0
+    # What must be there is what was acknowledged before the sync: a write acknowledged
+    # after it (on another member) may not have reached the member this session reads yet.
+    before = [w.expected() for w in writers]
     client.sync("/kill9")
-    for w in writers:
-        acked, (version, data), _ = w.expected()  # what must be there: taken before the reads
+    for w, (acked, (version, data), _) in zip(writers, before, strict=True):
         present = set(client.get_children(w.parent))
         lost = sorted(acked - present)
         lost_writes += len(lost)

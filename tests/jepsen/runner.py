@@ -26,8 +26,9 @@ Workloads (each worker runs one, round-robin over the chosen ones):
   deliver at most one event.  kazoo fires a NONE event at every registered watch when a
   connection is lost (it does not re-register watches); such a registration ends there.
   The nemeses rarely expire a session (a cut client reaches another member, so it
-  reconnects in time), so a session worker now and then expires its own: a twin client attaches to the
-  session with its id and password and closes it (`expire` ops in the history).
+  reconnects in time), so a session worker now and then expires its own: a twin client
+  attaches to the session with its id and password and closes it (`expire` ops in the
+  history).
 
 A request without an answer within `op_timeout`, or ended by ConnectionLoss or session
 expiry, is `info` for writes (it may have been applied) and `fail` for reads.  After an
