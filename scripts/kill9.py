@@ -235,14 +235,17 @@ class Target:
         return {f"server.{m.sid}.log": m.log_text() for m in self.ensemble.members.values()}
 
     def save_data(self, out: Path) -> None:
-        """Copy the data directories to `out` (evidence for a post-mortem)."""
+        """List the data directories' files (name, size) in `out`: the directories
+        themselves grow to gigabytes over a long run (no purge), too much to copy."""
         if self.standalone is not None:
             dirs = {"data": self.standalone.data_dir}
         else:
             assert self.ensemble is not None
             dirs = {f"data-{m.sid}": m.data_dir for m in self.ensemble.members.values()}
         for name, d in dirs.items():
-            shutil.copytree(d, out / name, dirs_exist_ok=True)
+            files = sorted(p for p in d.rglob("*") if p.is_file())
+            (out / f"{name}.txt").write_text("".join(f"{p.stat().st_size:>12} {p.relative_to(d)}\n"
+                                                     for p in files))
 
     def converge(self) -> None:
         if self.ensemble is not None:
@@ -367,7 +370,7 @@ def run(a: argparse.Namespace) -> Report:
         if report.problems:
             for name, text in target.logs().items():
                 (out / name).write_text(text)
-            target.save_data(out)
+            target.save_data(out)  # file listings; the directories go with the ensemble
     finally:
         target.close()
         shutil.rmtree(root, ignore_errors=True)
