@@ -49,6 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.ports import free_port  # noqa: E402
 from zkpy.client import requests as rq  # noqa: E402
 from zkpy.jute.codec import INT, Writer  # noqa: E402
 from zkpy.jute.constants import OpCode  # noqa: E402
@@ -500,28 +501,14 @@ NETTY_JARS = [f"/usr/share/java/netty-{m}.jar" for m in (
 NETTY = "org.apache.zookeeper.server.NettyServerCnxnFactory"
 
 
-def _free_port() -> int:
-    """A free port below the kernel's ephemeral range, so that no outgoing connection of a
-    server started earlier can be sitting on it when a later server binds it."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port found")
-
-
 class Server:
     """A benchmark target started from a fresh data dir with equivalent settings."""
 
     def __init__(self, kind: str, workdir: Path, extra: str = "", myid: int | None = None,
                  tls: dict[str, str] | None = None) -> None:
         self.kind, self.workdir = kind, workdir
-        self.port = _free_port()
-        self.secure_port = _free_port() if tls is not None else None
+        self.port = free_port()
+        self.secure_port = free_port() if tls is not None else None
         self.proc: subprocess.Popen | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         if myid is not None:
@@ -610,7 +597,7 @@ class Cluster:
 
     def __init__(self, kind: str, workdir: Path, extra: str = "", n: int = 3) -> None:
         self.kind = kind
-        ports = [(_free_port(), _free_port()) for _ in range(n)]
+        ports = [(free_port(), free_port()) for _ in range(n)]
         lines = "".join(f"server.{i + 1}=127.0.0.1:{q}:{e}\n" for i, (q, e) in enumerate(ports))
         self.members = [Server(kind, workdir / f"s{i + 1}", "initLimit=10\nsyncLimit=5\n" + lines + extra,
                                i + 1) for i in range(n)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.ports import free_port
 from tests.tlscerts import Pki, make_pki
 
 if TYPE_CHECKING:  # tests/ensemble.py imports this module
@@ -54,38 +54,6 @@ def require_tool(present: bool, what: str) -> None:
     if REQUIRE_REFERENCE:
         pytest.fail(f"{what} is missing (CI installs it with Debian's zookeeper packages)")
     pytest.skip(f"needs {what}")
-
-
-def _ephemeral_floor() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-# Ports for servers come from below the kernel's ephemeral range: a port bound to 0 and
-# released is in that range, and an outgoing connection (a client, a member dialing
-# another) may take it as its local port before the server binds it, so a member died at
-# start now and then.  Each port is handed out once per test process.
-_PORT_FLOOR = 10000
-_PORT_CEILING = max(_PORT_FLOOR + 5000, _ephemeral_floor())
-_handed_out: set[int] = set()
-_port_rng = random.Random(os.getpid() ^ time.time_ns())
-
-
-def free_port() -> int:
-    for _ in range(1000):
-        port = _port_rng.randrange(_PORT_FLOOR, _PORT_CEILING)
-        if port in _handed_out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError(f"no free port in {_PORT_FLOOR}-{_PORT_CEILING}")
 
 
 def mount_small_disk(path: Path) -> None:
