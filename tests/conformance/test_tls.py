@@ -58,6 +58,16 @@ def kazoo(hosts: str, pki: Pki, who: Identity | None) -> KazooClient:
     return c
 
 
+def assert_secure_client_works(s: TlsServer, pki: Pki) -> None:
+    """A client with a trusted certificate still reads through the TLS port."""
+    c = kazoo(s.secure_hosts, pki, pki.client)
+    try:
+        assert c.exists("/") is not None
+    finally:
+        c.stop()
+        c.close()
+
+
 def tls_socket(port: int, pki: Pki, who: Identity | None) -> ssl.SSLSocket:
     ctx = ssl.create_default_context(cafile=str(pki.ca_pem))
     if who is not None:
@@ -170,24 +180,14 @@ def test_plain_text_to_tls_port_is_refused(kind: str, pki: Pki, servers: list[Tl
             pass
         assert not data.startswith(bytes.fromhex("00000024"))  # no ConnectResponse
     # others are unaffected
-    c = kazoo(s.secure_hosts, pki, pki.client)
-    try:
-        assert c.exists("/") is not None
-    finally:
-        c.stop()
-        c.close()
+    assert_secure_client_works(s, pki)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_pkcs12_stores(kind: str, pki: Pki, servers: list[TlsServer]) -> None:
     s = start_tls(kind, pki, store="p12")
     servers.append(s)
-    c = kazoo(s.secure_hosts, pki, pki.client)
-    try:
-        assert c.exists("/") is not None
-    finally:
-        c.stop()
-        c.close()
+    assert_secure_client_works(s, pki)
 
 
 def _served_serial(port: int, pki: Pki) -> int:

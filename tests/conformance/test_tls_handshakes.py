@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conformance.test_tls import TlsServer, kazoo, start_tls
+from tests.conformance.test_tls import TlsServer, assert_secure_client_works, kazoo, start_tls
 from tests.conftest import KINDS, four_letter
 from tests.tlscerts import Pki
 
@@ -82,12 +82,7 @@ def test_handshake_limit_on_a_unified_port_and_timeout_on_the_tls_port(
     # the silent client on the TLS port is dropped (Java: Netty's 10 s; zkpy:
     # nio.sessionlessCnxnTimeout, 10 s by default)
     assert closed_by_server(on_tls_port, 30)
-    c = kazoo(s.secure_hosts, pki, pki.client)
-    try:
-        assert c.exists("/") is not None
-    finally:
-        c.stop()
-        c.close()
+    assert_secure_client_works(s, pki)
 
 
 def test_zkpy_bounds_the_tls_port_too_and_frees_slots_of_silent_clients(
