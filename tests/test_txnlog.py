@@ -372,6 +372,25 @@ def test_bit_flip_in_the_last_file(tmp_path_factory: pytest.TempPathFactory, dat
     assert got == _ONE_FILE or (got == _ONE_FILE[:-1] and ends[-2] + 8 <= off < ends[-2] + 12), off
 
 
+def test_a_zxid_damaged_to_look_covered_by_the_snapshot_is_refused(tmp_path: Path) -> None:
+    """A bit flip that turns a txn's zxid into one a snapshot covers (0x7 -> 0x2, read
+    from zxid 3) must not let recovery step over that txn unchecked: skipped entries are
+    checksummed too, and valid txns follow this one, so recovery refuses and changes
+    nothing.  (Found by the hypothesis test below: zkpy used to drop the txn silently.)"""
+    txns = sample_txns(10)
+    write_log(tmp_path, txns)
+    f = tmp_path / "log.1"
+    raw = bytearray(f.read_bytes())
+    start = _entry_ends(bytes(raw))[5]  # the 7th entry: zxid 7
+    zxid_low = start + 12 + 8 + 4 + 7  # crc, length, client id, cxid, then the zxid's last byte
+    assert raw[zxid_low] == 7
+    raw[zxid_low] ^= 0x05
+    f.write_bytes(bytes(raw))
+    with pytest.raises(RecoveryError, match="checksum mismatch, and valid txns follow it"):
+        list(iter_repaired_log(tmp_path, 3))
+    assert f.read_bytes() == bytes(raw)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_damage_then_cut_is_refused_or_a_torn_tail(tmp_path_factory: pytest.TempPathFactory,

@@ -73,8 +73,9 @@ class Tail:
 def walk(buf: bytes | mmap.mmap, tail: Tail, skip_upto: int | None = None) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, entry bytes) for every good entry; tail says how it ended.
 
-    Entries whose zxid is <= skip_upto are stepped over by their framing alone (no
-    checksum, not yielded): a snapshot covers them.
+    Entries whose zxid is <= skip_upto are checksummed but not yielded: a snapshot covers
+    them.  (Checksummed all the same: a damaged zxid field can make any entry look
+    covered, and it would then be dropped without a word, as Java never does.)
     """
     size = len(buf)
     if size < HEADER_SIZE or buf[:HEADER_SIZE] == bytes(HEADER_SIZE):
@@ -119,14 +120,6 @@ def walk(buf: bytes | mmap.mmap, tail: Tail, skip_upto: int | None = None) -> It
         if buf[e] != EOR:
             tail.set("partial", p, "no end-of-record marker")
             return
-        if skip_upto is not None and n >= TXN_HEADER.size:
-            zxid = _ZXID.unpack_from(buf, s + 12)[0]
-            if zxid <= skip_upto:
-                p = e + 1
-                tail.offset = p
-                tail.skipped += 1
-                tail.skipped_last = zxid
-                continue
         body = buf[s:e]
         if adler32(body) != crc:
             tail.set("corrupt", p, "checksum mismatch")
@@ -134,6 +127,14 @@ def walk(buf: bytes | mmap.mmap, tail: Tail, skip_upto: int | None = None) -> It
         if n < TXN_HEADER.size:
             tail.set("corrupt", p, f"entry of {n} bytes is shorter than a txn header")
             return
+        if skip_upto is not None:
+            zxid = _ZXID.unpack_from(buf, s + 12)[0]
+            if zxid <= skip_upto:
+                p = e + 1
+                tail.offset = p
+                tail.skipped += 1
+                tail.skipped_last = zxid
+                continue
         yield p, body
         p = e + 1
         tail.offset = p
