@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.slowsync import SlowSync
 from zkpy.server.config import build_config
 from zkpy.server.standalone import StandaloneServer
 
@@ -45,19 +46,14 @@ async def _read_frame(reader: asyncio.StreamReader) -> bytes:
 def _slow_disk(server: StandaloneServer, seconds: float) -> Callable[[], None]:
     """Every txn-log sync takes `seconds`, in the worker thread (the loop goes on);
     returns the function that puts the real sync back."""
-    assert server.database is not None and server.core is not None
-    log = server.database.txn_log
-    real_sync = log.sync
-
-    def slow_sync() -> int:
-        time.sleep(seconds)
-        return real_sync()
-
-    log.sync = slow_sync  # type: ignore[method-assign]
-    server.core.group.cost = 1.0  # the worker thread, not the loop
+    assert server.core is not None
+    group = server.core.group
+    real_log = group.txn_log
+    group.txn_log = SlowSync(real_log, lambda: time.sleep(seconds))
+    group.cost = 1.0  # the worker thread, not the loop
 
     def restore() -> None:
-        log.sync = real_sync  # type: ignore[method-assign]
+        group.txn_log = real_log
 
     return restore
 

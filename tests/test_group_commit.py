@@ -1,5 +1,6 @@
-"""Where the txn log is synced: on the event-loop thread while syncs are cheap, in the
-worker thread once the disk is slow, so that a slow disk never stalls reads."""
+"""Where the txn log is synced: on the event-loop thread while syncs are cheap and few txns
+wait, in the worker thread once the disk is slow or many txns wait, so that a slow disk
+never stalls reads and a busy server logs new writes while the disk syncs."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.slowsync import SlowSync
 from zkpy.client.client import ZooKeeperClient
 from zkpy.persistence.recovery import recover
 from zkpy.server.config import build_config
+from zkpy.server.metrics import METRICS
 from zkpy.server.standalone import StandaloneServer
 
 
@@ -34,20 +37,19 @@ async def _slow_disk_run(tmp_path: Path, raw: dict[str, str]) -> tuple[int, list
     try:
         await writer.create("/n", b"0")
         assert server.database is not None and server.core is not None
-        log = server.database.txn_log
-        real_sync = log.sync
+        group = server.core.group
+        real_log = group.txn_log
         loop_thread = threading.current_thread()
         on_loop = 0
 
-        def slow_sync() -> int:
+        def count_and_wait() -> None:
             nonlocal on_loop
             if threading.current_thread() is loop_thread:
                 on_loop += 1
             time.sleep(0.3)
-            return real_sync()
 
-        log.sync = slow_sync  # type: ignore[method-assign]
-        server.core.group.cost = 0.0  # the disk has been fast (whatever this machine's is now)
+        group.txn_log = SlowSync(real_log, count_and_wait)
+        group.cost = 0.0  # the disk has been fast (whatever this machine's is now)
         get_times: list[float] = []
         for i in range(4):
             write = asyncio.ensure_future(writer.set("/n", str(i).encode()))
@@ -56,7 +58,7 @@ async def _slow_disk_run(tmp_path: Path, raw: dict[str, str]) -> tuple[int, list
             await reader.get("/n")
             get_times.append(time.perf_counter() - t)
             await write
-        log.sync = real_sync  # type: ignore[method-assign]
+        group.txn_log = real_log
         assert (await reader.get("/n"))[0] == b"3"
         return on_loop, get_times
     finally:
@@ -88,7 +90,29 @@ async def test_inline_sync_can_be_switched_off(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_fast_disk_syncs_on_the_loop_and_everything_acknowledged_is_durable(
+async def test_a_lone_writer_syncs_on_the_loop_and_a_burst_in_the_thread(tmp_path: Path) -> None:
+    """On a fast disk (here: any sync under 1 s) a sync of a few txns runs on the loop; a
+    sync of many (a burst of pipelined writes) goes to the thread, so that the loop
+    keeps taking requests while the disk syncs."""
+    server = StandaloneServer(build_config(_config(tmp_path, **{"zkpy.inlineSyncMicros": "1000000"})))
+    await server.start()
+    c = ZooKeeperClient(f"127.0.0.1:{server.port}")
+    await c.start()
+    try:
+        inline0, thread0 = METRICS.inline_syncs.value, METRICS.thread_syncs.value
+        for i in range(20):
+            await c.create(f"/lone{i}", b"")
+        assert METRICS.inline_syncs.value - inline0 >= 20
+        assert METRICS.thread_syncs.value == thread0
+        await asyncio.gather(*(c.create(f"/burst{i}", b"") for i in range(300)))
+        assert METRICS.thread_syncs.value > thread0
+    finally:
+        await c.close()
+        await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_group_commit_syncs_many_txns_at_once_and_everything_acknowledged_is_durable(
         tmp_path: Path) -> None:
     server = StandaloneServer(build_config(_config(tmp_path)))
     await server.start()
@@ -116,20 +140,19 @@ async def test_global_outstanding_limit_pauses_reading_until_the_queue_drains(tm
     await c.start()
     try:
         await c.create("/t", b"")
-        core, log = server.core, server.database.txn_log  # type: ignore[union-attr]
+        core = server.core
         assert core is not None
-        real_sync = log.sync
+        real_log = core.group.txn_log
         throttled_seen = []
 
-        def slow_sync() -> int:
+        def wait_and_look() -> None:
             time.sleep(0.02)
             throttled_seen.append(core.throttled)
-            return real_sync()
 
-        log.sync = slow_sync  # type: ignore[method-assign]
+        core.group.txn_log = SlowSync(real_log, wait_and_look)
         results = await asyncio.wait_for(asyncio.gather(
             *(c.create("/t/n-", str(i).encode(), sequential=True) for i in range(60))), 30)
-        log.sync = real_sync  # type: ignore[method-assign]
+        core.group.txn_log = real_log
         assert [path for path, _stat in results] == [f"/t/n-{i:010d}" for i in range(60)]
         assert any(throttled_seen), "the queue never reached the limit"
         assert not core.throttled and len(core.queue) == 0

@@ -25,6 +25,7 @@ from tests.conformance import rawconn
 from tests.ensemble import Ensemble, Member, assert_contents, wait_converged, wait_until
 from tests.sim_zab_world import Disk, InvariantViolation, StartupRefused
 from tests.sim_zk_regressions import run
+from tests.slowsync import SlowSync
 from zkpy.jute.txns import SetDataTxn, TxnHeader, encode_txn
 from zkpy.persistence.logscan import iter_log
 from zkpy.persistence.txnlog import TxnLog
@@ -320,16 +321,9 @@ async def test_zookeeper_4712_a_retired_group_commit_reports_nothing(tmp_path: P
     log_dir.mkdir()
     old = TxnLog(log_dir, 64 * 1024, True)
     started, release = threading.Event(), threading.Event()
-    real_sync = old.sync
-
-    def slow_sync() -> int:
-        started.set()
-        release.wait(5)
-        return real_sync()
-
-    old.sync = slow_sync  # type: ignore[method-assign]
+    stalled = SlowSync(old, lambda: (started.set(), release.wait(5)))
     reported: list[int] = []
-    group = GroupCommit(old, 0, 1000, reported.append, lambda e: reported.append(-1), 0)
+    group = GroupCommit(stalled, 0, 1000, reported.append, lambda e: reported.append(-1), 0)
     group.loop = asyncio.get_running_loop()
     zxids = [(1 << 32) | i for i in (1, 2, 3)]
     for z in zxids:

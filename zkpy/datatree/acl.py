@@ -194,15 +194,21 @@ def fixup_acl(acls: Sequence[ACL] | None, auth_ids: Iterable[AuthId],
         raise KeeperError(Err.INVALIDACL)
     out: list[ACL] = []
     for a in _dedupe(acls):
+        # a decoded entry may hold Java's null strings (None) despite ACL's types: look at
+        # them as objects first (compiled code checks a field's type when it is read)
+        fields: tuple[object, ...] = a
+        if fields[1] is None:
+            raise KeeperError(Err.INVALIDACL)
         if a.scheme == "auth":
             ids = [i for i in auth_ids if i[0] in AUTHENTICATING_SCHEMES
                    and (sasl or i[0] != "sasl")]
             if not ids:
                 raise KeeperError(Err.INVALIDACL)
             out.extend(ACL(a.perms, scheme, ident) for scheme, ident in ids)
-        elif a.id is None and a.scheme in ("world", "digest", "ip"):
-            raise KeeperError(Err.MARSHALLINGERROR)
-        elif a.scheme is not None and a.id is not None and valid_acl_entry(a, sasl, x509):
+        elif fields[2] is None:
+            raise KeeperError(Err.MARSHALLINGERROR if a.scheme in ("world", "digest", "ip")
+                              else Err.INVALIDACL)
+        elif valid_acl_entry(a, sasl, x509):
             out.append(a)
         else:
             raise KeeperError(Err.INVALIDACL)

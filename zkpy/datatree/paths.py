@@ -11,7 +11,8 @@ SYSTEM_PATHS = frozenset({"/", "/zookeeper", "/zookeeper/quota", "/zookeeper/con
 
 # Characters the reference rejects (evaluated per UTF-16 unit there): NUL, C0 and C1
 # controls, surrogates and private use (so every code point above U+FFFF), U+FFF0..U+FFFF.
-_BAD_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]")
+# (re's own escapes: a literal lone surrogate cannot be compiled to C by mypyc)
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\uf8ff\ufff0-\U0010ffff]")
 
 
 _VALID: dict[str, None] = {}  # recently validated paths (writes repeat them)

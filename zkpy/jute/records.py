@@ -16,6 +16,8 @@ from zkpy.jute.constants import OpCode
 STAT = struct.Struct(">qqqqiiiqiiq")  # 68 bytes
 REPLY_HEADER = struct.Struct(">iqi")  # xid, zxid, err
 REQUEST_HEADER = struct.Struct(">ii")  # xid, type
+# NamedTuple constructors run Python code; on the hot paths build the tuple directly
+_tuple = tuple.__new__
 
 
 class ACL(NamedTuple):
@@ -40,7 +42,7 @@ def read_acl_list(r: Reader) -> list[ACL] | None:
         # null scheme/id stay None: fixup_acl answers them the way Java does
         scheme = r.ustring()
         ident = r.ustring()
-        out.append(ACL(perms, scheme, ident))  # type: ignore[arg-type]  # None until fixup_acl refuses it
+        out.append(_tuple(ACL, (perms, scheme, ident)))  # no type check: None until fixup_acl
     return out
 
 
@@ -179,9 +181,6 @@ def _create_ttl(r: Reader) -> CreateRequest:
 _II = struct.Struct(">i")
 _OPEN_ACL_BYTES = (_II.pack(1) + _II.pack(31) + _II.pack(5) + b"world" + _II.pack(6) + b"anyone")
 _OPEN_ACL_LEN = len(_OPEN_ACL_BYTES)
-# NamedTuple constructors run Python code; on the hot paths build the tuple directly
-_tuple = tuple.__new__
-
 
 def _create(r: Reader) -> CreateRequest:
     # fast path: a well-formed create carrying the usual world:anyone ACL

@@ -249,7 +249,6 @@ def _read_nodes(raw: bytes | mmap.mmap, pos: int, acls: dict[int, tuple[ACL, ...
     size = len(raw)
     view = memoryview(raw)
     unpack_int = _INT.unpack_from
-    new = Znode.__new__
     last_shape = (-1, -1)
     path = ""
     tenth = max(size // 10, 1)
@@ -281,20 +280,21 @@ def _read_nodes(raw: bytes | mmap.mmap, pos: int, acls: dict[int, tuple[ACL, ...
                 if pn != n or pdn != dn:
                     break
                 path = pb.decode("utf-8", "surrogatepass")
-                node = new(Znode)
-                node.data = None if null else data
-                node.acl = acls[ref]
-                # equal stat values share one int object, as in a tree built by creates
-                node.czxid = czxid
-                node.mzxid = czxid if mzxid == czxid else mzxid
-                node.pzxid = czxid if pzxid == czxid else pzxid
-                node.ctime = ctime
-                node.mtime = ctime if mtime == ctime else mtime
-                node.version = version
-                node.cversion = cversion
-                node.aversion = aversion
-                node.owner = owner
-                node.children = NO_CHILDREN
+                # the constructor sets the stat as a create does; only what differs is set
+                # after it (equal values then share one int object, as in a live tree)
+                node = Znode(None if null else data, acls[ref], czxid, ctime, owner)
+                if mzxid != czxid:
+                    node.mzxid = mzxid
+                if pzxid != czxid:
+                    node.pzxid = pzxid
+                if mtime != ctime:
+                    node.mtime = mtime
+                if version:
+                    node.version = version
+                if cversion:
+                    node.cversion = cversion
+                if aversion:
+                    node.aversion = aversion
                 nodes[path or "/"] = node
                 if owner:
                     owners.append((path, owner))

@@ -258,7 +258,9 @@ def _keep_bytes(path: Path, data: bytes, offset: int) -> Path:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            # the count first: compiled, a call inside a memoryview slice runs twice
+            n = os.write(fd, view)
+            view = view[n:]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -335,11 +337,11 @@ def iter_repaired_log(log_dir: Path, from_zxid: int = 0, actions: list[str] | No
             if tail.clean and tail.status != "empty":
                 if count == 0:
                     deferred.append(("remove", path, 0, b"", last_good))
-                continue
-            _judge(path, buf, tail, last_good)
-            end = data_end(buf)
-            kept = bytes(buf[tail.offset : end]) if end > tail.offset else b""
-            deferred.append(("cut", path, tail.offset, kept, last_good))
+            else:
+                _judge(path, buf, tail, last_good)
+                end = data_end(buf)
+                kept = bytes(buf[tail.offset : end]) if end > tail.offset else b""
+                deferred.append(("cut", path, tail.offset, kept, last_good))
         finally:
             if isinstance(buf, mmap.mmap):
                 buf.close()

@@ -48,19 +48,25 @@ from zkpy.jute.txns import (
 _tuple = tuple.__new__
 
 
-@dataclass(slots=True)
 class ChangeRecord:
-    """A node as it will be once every prepared txn is applied (exists=False: deleted)."""
+    """A node as it will be once every prepared txn is applied (exists=False: deleted).
 
-    zxid: int
-    path: str
-    exists: bool
-    version: int
-    cversion: int
-    aversion: int
-    owner: int
-    child_count: int
-    acl: tuple[ACL, ...]
+    A plain class, not a dataclass: compiled, a dataclass's __init__ stays interpreted."""
+
+    __slots__ = ("zxid", "path", "exists", "version", "cversion", "aversion", "owner",
+                 "child_count", "acl")
+
+    def __init__(self, zxid: int, path: str, exists: bool, version: int, cversion: int,
+                 aversion: int, owner: int, child_count: int, acl: tuple[ACL, ...]) -> None:
+        self.zxid = zxid
+        self.path = path
+        self.exists = exists
+        self.version = version
+        self.cversion = cversion
+        self.aversion = aversion
+        self.owner = owner
+        self.child_count = child_count
+        self.acl = acl
 
     def at(self, zxid: int) -> ChangeRecord:
         """A copy stamped with zxid (records are shared with multi checkpoints: never mutate)."""

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from zkpy import compiled
 from zkpy.persistence.dirlock import DataDirLocks
 from zkpy.persistence.recovery import purge
 from zkpy.server.config import Config
@@ -119,7 +120,8 @@ class ServerRuntime:
             addr, port = address
             self.listener = await loop.create_server(lambda: ClientConnection(role.core), addr, port,
                                                      reuse_address=True, backlog=1024)
-            log.info("serving clients on %s:%d (dataDir=%s)", addr, self.port, self.config.data_dir)
+            log.info("serving clients on %s:%d (dataDir=%s, %s)", addr, self.port, self.config.data_dir,
+                     compiled.DESCRIPTION)
         cfg = self.config
         if cfg.secure_client_port is not None:
             await self._open_tls((cfg.secure_client_port_address, cfg.secure_client_port), unified=False)

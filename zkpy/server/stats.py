@@ -40,9 +40,9 @@ class ServerStats:
         ms = int((time.perf_counter() - started) * 1000.0)
         latency.add(ms)
         if self.count == 0 or ms < self.min:
-            self.min = ms
+            self.min = float(ms)
         if ms > self.max:
-            self.max = ms
+            self.max = float(ms)
         self.count += 1
         self.total += ms
 
