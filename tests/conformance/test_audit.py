@@ -207,7 +207,16 @@ def test_writes_of_a_client_that_left_are_audited(kind: str, tmp_path: Path) -> 
         c.close_socket()
         k = KazooClient(hosts=srv.hosts, timeout=10)
         k.start(timeout=15)
-        created = set(k.get_children("/left"))
+        # the server may still be reading the closed socket's creates when this client
+        # lists them (Java reads it on another selector thread): list until it is quiet
+        created: set[str] = set()
+        quiet_by = time.monotonic() + 10
+        while time.monotonic() < quiet_by:
+            now = set(k.get_children("/left"))
+            if now and now == created:
+                break
+            created = now
+            time.sleep(0.5)
         k.stop()
         k.close()
         pattern = re.compile(r"operation=create\tznode=/left/(n\d+)\tznode_type=persistent"
