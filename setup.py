@@ -1,8 +1,8 @@
 """Build hook: compile zkpy's write path with mypyc when this machine can.
 
 `pip install -e .` (or `pip install .`) runs this.  The modules in NATIVE are compiled
-to C extensions next to their sources, and `zkpy/_native.json` records a hash of each
-source, so that `zkpy/__init__.py` uses the extensions only while every one of those
+to C extensions next to their sources, and a `_native.json` beside them records a hash of
+each source, so that `zkpy/__init__.py` uses the extensions only while every one of those
 sources is unchanged since the build (an edited module means the pure-Python sources
 run, with a warning, until the next install).  Without mypyc or a C compiler, or with
 ZKPY_PURE_PYTHON=1 in the environment, nothing is compiled and the sources run as
@@ -54,9 +54,10 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_manifest() -> None:
+def _write_manifest(package_dir: Path) -> None:
     modules = {p[:-3].replace("/", "."): _digest(ROOT / p) for p in NATIVE}
-    MANIFEST.write_text(json.dumps({"group": GROUP, "modules": modules}, indent=1) + "\n")
+    text = json.dumps({"group": GROUP, "modules": modules}, indent=1) + "\n"
+    (package_dir / MANIFEST.name).write_text(text)
 
 
 class BuildNative(build_ext):
@@ -70,11 +71,15 @@ class BuildNative(build_ext):
         except Exception as e:  # noqa: BLE001 - any compiler failure: run the sources
             _say(f"compiling failed ({e}); zkpy runs as pure Python")
             return
-        _write_manifest()
+        # beside the extensions: the source tree (in place, as `pip install -e .` builds)
+        # or the build directory a wheel is made from (`pip install .`)
+        _write_manifest(MANIFEST.parent if self.inplace else Path(self.build_lib) / "zkpy")
         _say(f"compiled {len(NATIVE)} modules with mypyc")
 
 
 def _extensions() -> list:
+    if sys.argv[1:2] in (["egg_info"], ["dist_info"], ["sdist"]):
+        return []  # pip asks for the metadata first: mypyc would type-check for nothing
     MANIFEST.unlink(missing_ok=True)  # until a build succeeds, extensions left over are ignored
     if os.environ.get("ZKPY_PURE_PYTHON", "") not in ("", "0"):
         _say("ZKPY_PURE_PYTHON is set: nothing compiled")

@@ -182,6 +182,7 @@ _II = struct.Struct(">i")
 _OPEN_ACL_BYTES = (_II.pack(1) + _II.pack(31) + _II.pack(5) + b"world" + _II.pack(6) + b"anyone")
 _OPEN_ACL_LEN = len(_OPEN_ACL_BYTES)
 
+
 def _create(r: Reader) -> CreateRequest:
     # fast path: a well-formed create carrying the usual world:anyone ACL
     buf, p, end = r.buf, r.pos, r.end
